@@ -1,0 +1,145 @@
+"""Calibrate a learning check: run a script and its Stable-Baselines3 peer over many seeds at one budget.
+
+Each run is a separate process with one torch thread. Results are appended as JSON lines as they finish,
+and a finished (impl, seed) pair is skipped when the command is run again.
+
+  python benchmark/calibrate.py ppo-cartpole --seeds 10 --workers 2
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+# Each case: our command-line flags, and the SB3 peer with the same hyper-parameters mapped one to one.
+CASES = {
+    "ppo-cartpole": {
+        "script": "ppo.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 50000 --num-envs 4 --num-steps 128 --num-minibatches 4 "
+        "--update-epochs 4 --learning-rate 2.5e-4 --ent-coef 0.01 --eval-episodes 10",
+        "sb3": {
+            "algo": "PPO",
+            "env_id": "CartPole-v1",
+            "n_envs": 4,
+            "total": 50000,
+            "norm": False,
+            "kwargs": dict(
+                n_steps=128,
+                batch_size=128,
+                n_epochs=4,
+                learning_rate=("linear", 2.5e-4),
+                gamma=0.99,
+                gae_lambda=0.95,
+                clip_range=0.2,
+                clip_range_vf=0.2,
+                ent_coef=0.01,
+                vf_coef=0.5,
+                max_grad_norm=0.5,
+            ),
+        },
+    },
+}
+
+
+def run_ours(case: dict, seed: int) -> dict:
+    cmd = [
+        sys.executable,
+        os.path.join(ROOT, case["script"]),
+        *case["flags"].split(),
+        "--seed",
+        str(seed),
+        "--progress-every",
+        "1e9",
+        "--exp-name",
+        "calibration",
+    ]
+    workdir = os.path.join(HERE, "results", "calibration_runs")
+    os.makedirs(workdir, exist_ok=True)
+    start = time.time()
+    out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode:
+        raise RuntimeError(out.stderr[-2000:])
+    run_dir = [line.split()[-1] for line in out.stdout.splitlines() if line.startswith("run dir:")]
+    evals = [float(line.split("mean return ")[1].split()[0]) for line in out.stdout.splitlines() if line.startswith("evaluation:")]
+    returns = []
+    with open(os.path.join(workdir, run_dir[0], "metrics.jsonl")) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "charts/episodic_return" in rec:
+                returns.append(rec["charts/episodic_return"])
+    return {"last100": sum(returns[-100:]) / len(returns[-100:]), "eval": evals[0], "wall": time.time() - start}
+
+
+def run_sb3(case: dict, seed: int) -> dict:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from stable_baselines3 import A2C, PPO, SAC
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    spec = case["sb3"]
+    algo = {"PPO": PPO, "A2C": A2C, "SAC": SAC}[spec["algo"]]
+    kwargs = dict(spec["kwargs"])
+    for k, v in kwargs.items():
+        if isinstance(v, tuple) and v[0] == "linear":
+            kwargs[k] = (lambda lr: lambda frac: frac * lr)(v[1])
+    env = make_vec_env(spec["env_id"], n_envs=spec["n_envs"], seed=seed)
+    if spec["norm"]:
+        env = VecNormalize(env, clip_obs=10.0, clip_reward=10.0, gamma=kwargs.get("gamma", 0.99))
+    policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh, ortho_init=True)
+    model = algo("MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, verbose=0, **kwargs)
+    start = time.time()
+    model.learn(spec["total"])
+    returns = [ep["r"] for ep in model.ep_info_buffer]
+    if spec["norm"]:
+        env.training, env.norm_reward = False, False
+    eval_env = make_vec_env(spec["env_id"], n_envs=1, seed=seed + 10_000)
+    if spec["norm"]:
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = env.obs_rms
+    ev, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
+    return {"last100": float(np.mean(returns)), "eval": float(ev), "wall": time.time() - start}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("case", choices=sorted(CASES))
+    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--impl", choices=["ours", "sb3", "both"], default="both")
+    p.add_argument("--one", nargs=2, metavar=("IMPL", "SEED"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    case = CASES[a.case]
+    if a.one:
+        impl, seed = a.one[0], int(a.one[1])
+        print(json.dumps({"impl": impl, "seed": seed, **(run_ours if impl == "ours" else run_sb3)(case, seed)}))
+        return
+    path = os.path.join(HERE, "results", f"calibration_{a.case}.jsonl")
+    done = set()
+    if os.path.exists(path):
+        with open(path) as f:
+            done = {(r["impl"], r["seed"]) for r in map(json.loads, f)}
+    impls = ["ours", "sb3"] if a.impl == "both" else [a.impl]
+    for seed in range(1, a.seeds + 1):
+        for impl in impls:
+            if (impl, seed) in done:
+                continue
+            out = subprocess.run([sys.executable, __file__, a.case, "--one", impl, str(seed)], capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr[-2000:], file=sys.stderr)
+                continue
+            line = out.stdout.strip().splitlines()[-1]
+            with open(path, "a") as f:
+                f.write(line + "\n")
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
