@@ -236,7 +236,7 @@ class RewardScaler:
 # === end shared: normalisation ===
 
 
-# === shared: networks ===
+# === shared: mlp ===
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
@@ -265,6 +265,10 @@ class MLP(nn.Module):
         return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
 
 
+# === end shared: mlp ===
+
+
+# === shared: policy ===
 # The log-probabilities and entropies are written out rather than taken from torch.distributions: the same
 # numbers (tests/test_ppo.py checks them against torch.distributions) at a fraction of the per-call overhead.
 LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
@@ -325,7 +329,7 @@ class Agent(nn.Module):
         return out.argmax(-1) if self.discrete else out
 
 
-# === end shared: networks ===
+# === end shared: policy ===
 
 
 # ---------------------------------------------------------------------------------------------------

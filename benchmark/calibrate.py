@@ -80,13 +80,14 @@ def run_sb3(case: dict, seed: int) -> dict:
     import torch
 
     torch.set_num_threads(1)
+    from sb3_contrib import TRPO
     from stable_baselines3 import A2C, PPO, SAC
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import VecNormalize
 
     spec = case["sb3"]
-    algo = {"PPO": PPO, "A2C": A2C, "SAC": SAC}[spec["algo"]]
+    algo = {"PPO": PPO, "A2C": A2C, "SAC": SAC, "TRPO": TRPO}[spec["algo"]]
     kwargs = dict(spec["kwargs"])
     for k, v in kwargs.items():
         if isinstance(v, tuple) and v[0] == "linear":
@@ -94,7 +95,11 @@ def run_sb3(case: dict, seed: int) -> dict:
     env = make_vec_env(spec["env_id"], n_envs=spec["n_envs"], seed=seed)
     if spec["norm"]:
         env = VecNormalize(env, clip_obs=10.0, clip_reward=10.0, gamma=kwargs.get("gamma", 0.99))
-    policy_kwargs = dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=torch.nn.Tanh, ortho_init=True)
+    policy_kwargs = spec.get("policy_kwargs", dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn="tanh", ortho_init=True))
+    policy_kwargs = {
+        **policy_kwargs,
+        "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[policy_kwargs.get("activation_fn", "tanh")],
+    }
     model = algo("MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, verbose=0, **kwargs)
     start = time.time()
     model.learn(spec["total"])

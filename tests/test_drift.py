@@ -32,7 +32,7 @@ def present_scripts() -> list[str]:
 
 def test_template_declares_blocks():
     blocks = shared_blocks(os.path.join(ROOT, "ppo.py"))
-    for name in ("imports", "args-head", "environment", "normalisation", "networks", "gae", "plumbing", "setup", "finish"):
+    for name in ("imports", "args-head", "environment", "normalisation", "mlp", "policy", "gae", "plumbing", "setup", "finish"):
         assert name in blocks
 
 
