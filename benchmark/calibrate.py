@@ -43,6 +43,39 @@ CASES = {
             ),
         },
     },
+    "trpo-cartpole": {
+        "script": "trpo.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 65536 --num-envs 4 --num-steps 512 --eval-episodes 10",
+        "sb3": {
+            "algo": "TRPO",
+            "env_id": "CartPole-v1",
+            "n_envs": 4,
+            "total": 65536,
+            "norm": False,
+            "kwargs": dict(
+                n_steps=512,
+                batch_size=128,
+                learning_rate=1e-3,
+                gamma=0.99,
+                gae_lambda=0.95,
+                cg_max_steps=15,
+                cg_damping=0.1,
+                line_search_shrinking_factor=0.8,
+                line_search_max_iter=10,
+                n_critic_updates=10,
+                normalize_advantage=True,
+                target_kl=0.01,
+                sub_sampling_factor=1,
+            ),
+        },
+    },
+    # PPO-KL has no SB3 peer: its reference is ppo.py on the ppo-cartpole case, the same flags and seeds.
+    "ppo-kl-cartpole": {
+        "script": "ppo_kl.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 50000 --num-envs 4 --num-steps 128 --num-minibatches 4 "
+        "--update-epochs 4 --learning-rate 2.5e-4 --ent-coef 0.01 --eval-episodes 10",
+        "sb3": None,
+    },
 }
 
 
