@@ -76,6 +76,43 @@ CASES = {
         "--update-epochs 4 --learning-rate 2.5e-4 --ent-coef 0.01 --eval-episodes 10",
         "sb3": None,
     },
+    # A2C: SB3's A2C with the hyper-parameters mapped one to one, RMSprop TF-style on both sides.
+    "a2c-cartpole": {
+        "script": "a2c.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 100000 --num-envs 8 --num-steps 5 --gae-lambda 1.0 --ent-coef 0.0 "
+        "--no-anneal-lr --eval-episodes 10",
+        "sb3": {
+            "algo": "A2C",
+            "env_id": "CartPole-v1",
+            "n_envs": 8,
+            "total": 100000,
+            "norm": False,
+            "kwargs": dict(
+                n_steps=5,
+                learning_rate=7e-4,
+                gamma=0.99,
+                gae_lambda=1.0,
+                ent_coef=0.0,
+                vf_coef=0.5,
+                max_grad_norm=0.5,
+                normalize_advantage=False,
+            ),
+            "policy_kwargs": dict(
+                net_arch=dict(pi=[64, 64], vf=[64, 64]),
+                activation_fn="tanh",
+                ortho_init=True,
+                optimizer_class="RMSpropTFLike",
+                optimizer_kwargs=dict(alpha=0.99, eps=1e-5, weight_decay=0),
+            ),
+        },
+    },
+    # REINFORCE has no SB3 peer: its reference is its own seeds and the anchors.
+    "reinforce-cartpole": {
+        "script": "reinforce.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 100000 --num-envs 4 --num-steps 1000 --learning-rate 3e-3 "
+        "--vf-learning-rate 3e-3 --eval-episodes 10",
+        "sb3": None,
+    },
 }
 
 
@@ -133,6 +170,10 @@ def run_sb3(case: dict, seed: int) -> dict:
         **policy_kwargs,
         "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[policy_kwargs.get("activation_fn", "tanh")],
     }
+    if policy_kwargs.get("optimizer_class") == "RMSpropTFLike":  # A2C: eps inside the root, as a2c.py
+        from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
+
+        policy_kwargs["optimizer_class"] = RMSpropTFLike
     model = algo("MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, verbose=0, **kwargs)
     start = time.time()
     model.learn(spec["total"])
