@@ -146,46 +146,16 @@ def run_ours(case: dict, seed: int) -> dict:
 
 
 def run_sb3(case: dict, seed: int) -> dict:
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(1)
-    from sb3_contrib import TRPO
-    from stable_baselines3 import A2C, PPO, SAC
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.vec_env import VecNormalize
+    """The SB3 / sb3-contrib peer through the benchmark runner's adapter (benchmark/run.py: run_peer)."""
+    from run import run_peer
 
     spec = case["sb3"]
-    algo = {"PPO": PPO, "A2C": A2C, "SAC": SAC, "TRPO": TRPO}[spec["algo"]]
-    kwargs = dict(spec["kwargs"])
-    for k, v in kwargs.items():
-        if isinstance(v, tuple) and v[0] == "linear":
-            kwargs[k] = (lambda lr: lambda frac: frac * lr)(v[1])
-    env = make_vec_env(spec["env_id"], n_envs=spec["n_envs"], seed=seed)
-    if spec["norm"]:
-        env = VecNormalize(env, clip_obs=10.0, clip_reward=10.0, gamma=kwargs.get("gamma", 0.99))
-    policy_kwargs = spec.get("policy_kwargs", dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn="tanh", ortho_init=True))
-    policy_kwargs = {
-        **policy_kwargs,
-        "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[policy_kwargs.get("activation_fn", "tanh")],
-    }
-    if policy_kwargs.get("optimizer_class") == "RMSpropTFLike":  # A2C: eps inside the root, as a2c.py
-        from stable_baselines3.common.sb2_compat.rmsprop_tf_like import RMSpropTFLike
-
-        policy_kwargs["optimizer_class"] = RMSpropTFLike
-    model = algo("MlpPolicy", env, seed=seed, device="cpu", policy_kwargs=policy_kwargs, verbose=0, **kwargs)
+    run_dir = os.path.join(
+        HERE, "results", "calibration_runs", "runs", f"{spec['env_id']}__sb3-{spec['algo'].lower()}__{seed}__{int(time.time())}"
+    )
     start = time.time()
-    model.learn(spec["total"])
-    returns = [ep["r"] for ep in model.ep_info_buffer]
-    if spec["norm"]:
-        env.training, env.norm_reward = False, False
-    eval_env = make_vec_env(spec["env_id"], n_envs=1, seed=seed + 10_000)
-    if spec["norm"]:
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        eval_env.obs_rms = env.obs_rms
-    ev, _ = evaluate_policy(model, eval_env, n_eval_episodes=10, deterministic=True)
-    return {"last100": float(np.mean(returns)), "eval": float(ev), "wall": time.time() - start}
+    summary = run_peer({"eval_episodes": 10, **spec}, seed, run_dir)
+    return {"last100": summary["last100"], "eval": summary["eval_mean"], "wall": time.time() - start}
 
 
 def main():
