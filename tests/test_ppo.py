@@ -134,17 +134,43 @@ def test_log_probs_and_entropies_match_torch_distributions():
 
 
 @pytest.mark.parametrize("discrete", [False, True])
-def test_rollout_act_agrees_with_the_scored_log_prob(discrete):
-    """act() (the rollout's lean path) and get_action_and_value() (the update's) give the same log pi(a|s)
-    and V(s) for the action act() sampled."""
+def test_host_policy_is_the_agent(discrete):
+    """HostPolicy (NumPy, acting in the rollout) and Agent (torch, in the update) are the same function: the
+    same log pi(a|s) and V(s) for the actions it samples, the same deterministic action, and, on the CPU,
+    it sees an optimiser step without being rebuilt (its arrays share the parameters' memory)."""
     torch.manual_seed(0)
-    agent = ppo.Agent(5, 3, discrete, ppo.Args(init_logstd=-0.3))
-    x = torch.randn(7, 5)
+    np.random.seed(0)
+    agent = ppo.Agent(5, 3, discrete, ppo.Args(init_logstd=-0.3, activation="relu" if discrete else "tanh"))
+    policy = ppo.HostPolicy(agent)
+    x = np.random.randn(400, 5).astype(np.float32)
+    action, logprob, value = policy.act(x)
     with torch.no_grad():
-        action, logprob, value = agent.act(x)
-        _, scored, _, value2 = agent.get_action_and_value(x, action)
-    torch.testing.assert_close(logprob, scored)
-    torch.testing.assert_close(value, value2)
+        _, scored, _, value2 = agent.get_action_and_value(torch.from_numpy(x), torch.from_numpy(action))
+        mode = agent.actor(torch.from_numpy(x))
+    np.testing.assert_allclose(logprob, scored.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(value, value2.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(policy.act_deterministic(x), mode.argmax(-1).numpy() if discrete else mode.numpy(), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        for p in agent.parameters():
+            p.add_(0.1)
+        np.testing.assert_allclose(policy.value(x), agent.get_value(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_host_policy_samples_from_pi():
+    """Empirical action frequencies and Gaussian moments match pi(.|s)."""
+    np.random.seed(1)
+    torch.manual_seed(1)
+    x = np.zeros((20_000, 2), np.float32)
+    agent = ppo.Agent(2, 3, True, ppo.Args(policy_init_gain=1.0))
+    with torch.no_grad():
+        agent.actor.layers[-1].bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+        probs = torch.softmax(agent.actor(torch.from_numpy(x[:1])), -1)[0].numpy()
+    action, _, _ = ppo.HostPolicy(agent).act(x)
+    np.testing.assert_allclose(np.bincount(action, minlength=3) / len(x), probs, atol=0.015)
+    agent = ppo.Agent(2, 2, False, ppo.Args(init_logstd=-1.0))
+    action, _, _ = ppo.HostPolicy(agent).act(x)
+    np.testing.assert_allclose(action.mean(0), 0.0, atol=0.01)
+    np.testing.assert_allclose(action.std(0), np.exp(-1.0), rtol=0.02)
 
 
 # --------------------------------------------------------------------------------------- normalisation
@@ -286,7 +312,7 @@ def test_save_then_eval_checkpoint_restores_normalisation(tmp_path):
     agent = ppo.Agent(11, 3, False, blank)
     agent.load_state_dict(ckpt["agent"])
     frozen = ppo.ObsNormalizer((11,), True, 10.0)  # statistics not restored: a different evaluation
-    assert ppo.evaluate(agent, args, frozen, torch.device("cpu"), "x", 2) != summary["eval_returns"]
+    assert ppo.evaluate(agent, args, frozen, "x", 2) != summary["eval_returns"]
 
 
 def test_save_every_then_resume_continues_the_step_count(tracked_run, monkeypatch):
