@@ -745,11 +745,11 @@ def shown_command(argv: list[str]) -> str:
 
 
 def die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if the runner is killed, so no orphan keeps training unseen."""
+    """Linux: the child gets SIGINT if the runner is killed, so no orphan keeps training unseen."""
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
@@ -887,8 +887,8 @@ class Campaign:
                     del running[key]
             if stop or (deadline is not None and time.time() >= deadline):
                 why = f"signal {stop[0]}" if stop else "--time-limit"
-                for state in running.values():
-                    os.killpg(state["proc"].pid, signal.SIGTERM)
+                for state in running.values():  # SIGINT: Python unwinds and flushes metrics.jsonl on the way out
+                    os.killpg(state["proc"].pid, signal.SIGINT)
                 for state in running.values():
                     try:
                         state["proc"].wait(30)
