@@ -1,0 +1,270 @@
+"""Learning curves and tables from a campaign's results (benchmark/run.py writes them).
+
+  python benchmark/plot.py benchmark/results/quick            # -> curves.png, table.md, mapping.md there
+  python benchmark/plot.py benchmark/results/speed --speed    # -> table.md with steps per second only
+
+curves.png: one panel per env; each implementation's mean over seeds (line) and +-1 standard deviation (band),
+ours solid and the peers dashed in the same colour. A seed's curve at step x is the mean of its last --window
+training episodes that ended by x.
+table.md: per env and script, the return (metric named), the final deterministic evaluation, SPS, beside the
+reference (the script's peer; ppo.py for ppo_kl.py), with the ratios and the bootstrap "no worse" verdict.
+mapping.md: the peers' hyper-parameter mapping tables, as the runs recorded them.
+"""
+
+import argparse
+import glob
+import json
+import os
+import textwrap
+import warnings
+
+import numpy as np
+
+COLOURS = {"reinforce": "tab:brown", "a2c": "tab:green", "trpo": "tab:purple", "ppo": "tab:blue", "ppo_kl": "tab:cyan", "sac": "tab:red"}
+REFERENCE = {"ppo_kl.py": "ppo"}  # no peer: compare with ppo.py (PPO paper, section 6.1: adaptive KL ~90% of clip)
+DEFINITIONS = {  # as benchmark/run.py writes them into each result; repeated here for results without them
+    "return": "mean episodic return of the last 100 training episodes of each run (CleanRL's metric), averaged over seeds",
+    "eval": "the final deterministic evaluation of each run: mean action (argmax for Discrete), normalisation statistics "
+    "frozen, 10 episodes on an env seeded apart from training",
+    "SPS": "environment transitions per wall second of training, updates included, torch.compile time and SAC's random "
+    "warm-up (learning_starts) excluded; one process, one torch thread",
+    "no worse": "the 95% bootstrap confidence interval (10,000 resamples of the seeds) of mean(ours) - mean(peer) "
+    "includes zero or lies above it",
+}
+
+
+def load(results_dir: str, include_running: bool = False) -> list[dict]:
+    results = []
+    for path in sorted(glob.glob(os.path.join(results_dir, "*.json"))):
+        with open(path) as f:
+            r = json.load(f)
+        if r.get("status") == "done" or (include_running and r.get("status") in ("running", "interrupted")):
+            results.append(r)
+    return results
+
+
+def label(r: dict) -> str:
+    if r["kind"] == "ours":
+        return r["script"]
+    library, algo = r["peer"].split("/")
+    return f"{'SB3' if library == 'stable_baselines3' else 'sb3-contrib'} {algo}"
+
+
+def group(results: list[dict]) -> dict[str, dict[str, list[dict]]]:
+    """env -> impl -> runs (one per seed), in the order first seen."""
+    out: dict[str, dict[str, list[dict]]] = {}
+    for r in results:
+        out.setdefault(r["env_id"], {}).setdefault(r["impl"], []).append(r)
+    return out
+
+
+def seed_curve(r: dict, grid: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last `window` episodes that ended at or before each grid step; NaN before the first."""
+    steps = np.asarray(r["episodes"]["global_step"], dtype=float)
+    returns = np.asarray(r["episodes"]["return"], dtype=float)
+    csum = np.concatenate([[0.0], np.cumsum(returns)])
+    hi = np.searchsorted(steps, grid, side="right")
+    lo = np.maximum(hi - window, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(hi > 0, (csum[hi] - csum[lo]) / (hi - lo), np.nan)
+
+
+def bootstrap_diff(ours: list[float], ref: list[float], resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(ours) - mean(ref) and its 95% percentile-bootstrap interval, each group resampled over its seeds."""
+    rng = np.random.default_rng(seed)
+    a, b = np.asarray(ours, float), np.asarray(ref, float)
+    means_a = a[rng.integers(0, len(a), (resamples, len(a)))].mean(1)
+    means_b = b[rng.integers(0, len(b), (resamples, len(b)))].mean(1)
+    lo, hi = np.percentile(means_a - means_b, [2.5, 97.5])
+    return float(a.mean() - b.mean()), float(lo), float(hi)
+
+
+def verdict(lo: float, hi: float) -> str:
+    if hi < 0:
+        return "worse"
+    return "no worse (favours us)" if lo > 0 else "no worse"
+
+
+def plot_curves(results: list[dict], path: str, title: str, window: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    groups = group(results)
+    ncols = min(3, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.9 * nrows + 0.6), squeeze=False)
+    for ax, (env_id, impls) in zip(axes.flat, groups.items(), strict=False):
+        for runs in sorted(impls.values(), key=lambda runs: (runs[0]["script"], runs[0]["kind"] != "ours")):
+            end = max(r["global_step"] for r in runs)
+            grid = np.linspace(0, end, 200)
+            curves = np.stack([seed_curve(r, grid, window) for r in runs])
+            with warnings.catch_warnings():  # all-NaN columns before any episode ended
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
+            colour = COLOURS.get(runs[0]["script"][:-3], "tab:olive")
+            style = "-" if runs[0]["kind"] == "ours" else "--"
+            ax.plot(grid, mean, style, color=colour, lw=1.8, label=f"{label(runs[0])} ({len(runs)} seed{'s' * (len(runs) > 1)})")
+            ax.fill_between(grid, mean - std, mean + std, color=colour, alpha=0.15, lw=0)
+        ax.set_title(env_id)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("episodic return")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=11)
+    caption = textwrap.wrap(
+        f"Line: mean over seeds; band: ±1 std over seeds; a seed's value at step x is the mean of its last {window} training "
+        "episodes ended by x. Solid: ours; dashed: the peer.",
+        width=int(5.4 * ncols * 16),  # characters of fontsize 8 per inch, about
+    )
+    bottom = 0.012 * len(caption) / nrows + 0.02
+    fig.text(0.5, 0.005, "\n".join(caption), ha="center", va="bottom", fontsize=8, color="0.3")
+    fig.tight_layout(rect=(0, bottom + 0.01, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def fmt(values: list[float], digits: int = 1) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{np.mean(values):.{digits}f} +- {np.std(values):.{digits}f}" if len(values) > 1 else f"{values[0]:.{digits}f}"
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if a > 0 and b > 0 else "-"
+
+
+def rows(results: list[dict]) -> list[dict]:
+    """One row per (env, our script), with its reference; peers with no script of ours in the results get a row."""
+    out = []
+    for env_id, impls in group(results).items():
+        used = set()
+        for impl, runs in impls.items():
+            if runs[0]["kind"] != "ours":
+                continue
+            script = runs[0]["script"]
+            ref_impl = next((i for i, rs in impls.items() if rs[0]["kind"] == "peer" and rs[0]["script"] == script), REFERENCE.get(script))
+            ref = impls.get(ref_impl) if ref_impl else None
+            used.add(ref_impl)
+            out.append({"env": env_id, "impl": impl, "runs": runs, "ref": ref})
+        out += [{"env": env_id, "impl": i, "runs": rs, "ref": None} for i, rs in impls.items() if rs[0]["kind"] == "peer" and i not in used]
+    return out
+
+
+def table(results: list[dict], title: str) -> str:
+    lines = [
+        f"## {title}",
+        "",
+        "| env | ours | seeds | return (last 100 episodes) | eval (deterministic) | reference | its return | its eval "
+        "| return ratio | diff of returns, 95% CI | verdict | SPS | its SPS | SPS ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows(results):
+        runs, ref = row["runs"], row["ref"]
+        ret = [r["return_last100"] for r in runs if r["return_last100"] is not None]
+        ev = [r["eval"]["mean"] for r in runs if r.get("eval")]
+        sps = [r["sps"] for r in runs if r.get("sps")]
+        cells = [row["env"], label(runs[0]), str(len(runs)), fmt(ret), fmt(ev)]
+        if ref:
+            ref_ret = [r["return_last100"] for r in ref if r["return_last100"] is not None]
+            ref_ev = [r["eval"]["mean"] for r in ref if r.get("eval")]
+            ref_sps = [r["sps"] for r in ref if r.get("sps")]
+            if len(ret) > 1 and len(ref_ret) > 1:
+                diff, lo, hi = bootstrap_diff(ret, ref_ret)
+                ci, verdict_text = f"{diff:+.1f} [{lo:+.1f}, {hi:+.1f}]", verdict(lo, hi)
+            else:
+                ci, verdict_text = "-", "n/a (< 2 seeds)"
+            cells += [f"{label(ref[0])} ({len(ref)})", fmt(ref_ret), fmt(ref_ev)]
+            cells += [ratio(np.mean(ret), np.mean(ref_ret)) if ret and ref_ret else "-", ci, verdict_text]
+            cells += [fmt(sps, 0), fmt(ref_sps, 0), ratio(np.mean(sps), np.mean(ref_sps)) if sps and ref_sps else "-"]
+        else:
+            cells += ["-", "-", "-", "-", "-", "-", fmt(sps, 0), "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", *footer(results)]) + "\n"
+
+
+def speed_table(results: list[dict], title: str) -> str:
+    lines = [f"## {title}", "", "| env | ours | steps | SPS | peer | its SPS | SPS ratio (ours / peer) |", "|---|---|---|---|---|---|---|"]
+    for row in rows(results):
+        runs, ref = row["runs"], row["ref"]
+        sps = [r["sps"] for r in runs if r.get("sps")]
+        cells = [row["env"], label(runs[0]), str(max(r["global_step"] for r in runs)), fmt(sps, 0)]
+        if ref:
+            ref_sps = [r["sps"] for r in ref if r.get("sps")]
+            cells += [label(ref[0]), fmt(ref_sps, 0), ratio(np.mean(sps), np.mean(ref_sps)) if sps and ref_sps else "-"]
+        else:
+            cells += ["-", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + ["", *footer(results)]) + "\n"
+
+
+def footer(results: list[dict]) -> list[str]:
+    definitions = results[0].get("definitions", DEFINITIONS) if results else DEFINITIONS
+    out = ["Definitions:", ""]
+    out += [f"- **{name}**: {text}." for name, text in definitions.items()]
+    out += ["- **return ratio**, **SPS ratio**: ours / reference (shown when both are positive).", ""]
+    machines = sorted({json.dumps(r.get("machine", {}), sort_keys=True) for r in results})
+    versions = sorted({json.dumps(r.get("versions", {}), sort_keys=True) for r in results})
+    for m in machines:
+        m = json.loads(m)
+        out.append(f"Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('platform')}.")
+    for v in versions:
+        out.append("Versions: " + ", ".join(f"{k} {val}" for k, val in json.loads(v).items() if val) + ".")
+    out += ["", "Commands, as benchmark/run.py ran them from the repository root (the first seed; the others differ in --seed):", ""]
+    for impls in group(results).values():
+        out += [f"- `{min(runs, key=lambda r: r['seed'])['command']}`" for runs in impls.values()]
+    return out
+
+
+def mapping_doc(results: list[dict]) -> str:
+    out, seen = ["# Peer hyper-parameter mappings", ""], set()
+    for r in results:
+        if r["kind"] != "peer" or "mapping" not in r or (r["env_id"], r["impl"]) in seen:
+            continue
+        seen.add((r["env_id"], r["impl"]))
+        out += [f"## {label(r)} beside {r['script']} on {r['env_id']}", "", "| ours | peer | note |", "|---|---|---|"]
+        out += [f"| {m['ours']} | {m['peer']} | {m['note']} |" for m in r["mapping"]]
+        out += [""] + [f"Note: {n}" for n in r.get("notes", [])]
+        if r.get("unmapped"):
+            out.append(f"Unmapped fields (run with --allow-unmapped): {', '.join(r['unmapped'])}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("results_dir", help="a campaign's results, e.g. benchmark/results/quick")
+    p.add_argument("--out", help="where to write curves.png, table.md, mapping.md (default: the results dir)")
+    p.add_argument("--speed", action="store_true", help="a table of steps per second only, no curves")
+    p.add_argument("--window", type=int, default=10, help="episodes averaged into each seed's curve")
+    p.add_argument("--include-running", action="store_true", help="also show runs not finished yet")
+    a = p.parse_args(argv)
+    results = load(a.results_dir, a.include_running)
+    if not results:
+        print(f"no finished results in {a.results_dir}")
+        return 1
+    out = a.out or a.results_dir
+    os.makedirs(out, exist_ok=True)
+    name = os.path.basename(os.path.normpath(a.results_dir))
+    written = [os.path.join(out, "table.md")]
+    with open(written[0], "w") as f:
+        f.write(speed_table(results, f"Steps per second: {name}") if a.speed else table(results, f"Results: {name}"))
+    if not a.speed:
+        written.append(os.path.join(out, "curves.png"))
+        plot_curves(results, written[-1], f"{name}: episodic return during training", a.window)
+    if any(r["kind"] == "peer" for r in results):
+        written.append(os.path.join(out, "mapping.md"))
+        with open(written[-1], "w") as f:
+            f.write(mapping_doc(results))
+    print("wrote " + ", ".join(written))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
