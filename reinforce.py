@@ -1,0 +1,896 @@
+"""REINFORCE: the Monte-Carlo policy gradient (Williams, 1992), with a learned state-value baseline.
+
+Each iteration:
+  1) collect whole episodes with the current policy until the batch holds at least num_steps transitions
+     (summed over the sub-envs); every episode that starts in the batch is run to its end
+  2) reward-to-go G_t = sum_{k>=t} gamma^(k-t) r_k within each episode, bootstrapping from
+     V_phi(final observation) at a time-limit truncation when the baseline is on; a termination cuts it
+  3) advantages G_t - V_phi(s_t), with V_phi as it was before this batch; one Adam step on
+     -1/|D| sum_t log pi(a_t|s_t) (G_t - V_phi(s_t))
+  4) refit the baseline: vf_iters full-batch Adam steps on 1/|D| sum_t (V_phi(s_t) - G_t)^2
+  5) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
+
+Reading order: Args -> environment -> normalisation -> networks -> REINFORCE math (pure functions that the
+tests import) -> main(). Blocks marked `# === shared: NAME ===` are byte-identical in every script
+that carries them (tests/test_drift.py checks); the algorithm lives between them.
+
+Run:  python reinforce.py --env-id Hopper-v5          (continuous, MuJoCo)
+      python reinforce.py --env-id CartPole-v1 --total-timesteps 200000 --num-steps 1000 --learning-rate 3e-3
+      python reinforce.py --eval-checkpoint runs/<run>/reinforce.pt --capture-video
+"""
+
+# === shared: imports ===
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+# === end shared: imports ===
+
+
+@dataclass
+class Args:
+    # === shared: args-head ===
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment; part of the run name runs/<env>__<exp_name>__<seed>__<time>"""
+    seed: int = 1
+    """seeds Python, NumPy, torch, the env resets and the action space"""
+    torch_deterministic: bool = True
+    """set torch.backends.cudnn.deterministic and use deterministic algorithms"""
+    cuda: bool = False
+    """put networks and storage on the GPU when one is present (falls back to the CPU). Off by default:
+    networks this small with few envs run faster on the CPU"""
+    torch_threads: int = 1
+    """torch CPU threads; 1 is fastest for small networks, and two contending threads on 2 cores are
+    many times slower"""
+    track: bool = False
+    """log to Weights & Biases (WANDB_MODE=offline works without an account; `wandb sync` later)"""
+    wandb_project_name: str = "policy-gradients"
+    """the W&B project"""
+    wandb_entity: str | None = None
+    """the W&B entity (team or user); None uses your default"""
+    capture_video: bool = False
+    """record mp4s of env 0's episodes to videos/<run> (and of evaluation episodes); logged to W&B"""
+    save_model: bool = False
+    """write runs/<run>/<script>.pt at the end of training"""
+    save_every: int = 0
+    """also write that checkpoint every this many environment steps (0: never)"""
+    resume: str | None = None
+    """continue training from this checkpoint (its args are the defaults; flags given override them)"""
+    eval_checkpoint: str | None = None
+    """evaluate this checkpoint (no training), with its normalisation statistics frozen"""
+    eval_episodes: int = 10
+    """episodes of the deterministic (mean-action) evaluation after training; 0 skips it"""
+    progress_every: float = 10.0
+    """seconds between two progress lines on stdout"""
+    env_id: str = "Hopper-v5"
+    """gymnasium id, or `module:EnvName-v0` to import a module that registers it"""
+    env_kwargs: str = "{}"
+    """keyword arguments for gym.make, as JSON, e.g. '{"max_episode_steps": 500}'"""
+    total_timesteps: int = 1_000_000
+    """budget in environment transitions, summed over the sub-envs"""
+    num_envs: int = 1
+    """parallel sub-environments (gymnasium SyncVectorEnv)"""
+    # === end shared: args-head ===
+    num_steps: int = 4000
+    """|D|: the least number of transitions in a batch, summed over the sub-envs, made of whole episodes
+    (Spinning Up VPG: 4000 steps per epoch). Episodes that sub-envs start once the batch is full are
+    discarded unseen (none with one env)"""
+    learning_rate: float = 1e-3
+    """Adam step size of the policy (Tianshou's REINFORCE on MuJoCo, whose ablation found 3e-4 slow)"""
+    vf_learning_rate: float = 1e-3
+    """Adam step size of the baseline V_phi (Spinning Up VPG: vf_lr 1e-3)"""
+    vf_iters: int = 80
+    """full-batch regression steps of V_phi on each batch (Spinning Up VPG: train_v_iters 80)"""
+    anneal_lr: bool = True
+    """decay both learning rates linearly to 0 over the run (Tianshou's REINFORCE: lr_decay)"""
+    gamma: float = 0.99
+    """gamma: discount factor, in (0, 1]"""
+    baseline: bool = True
+    """subtract the learned baseline b(s) = V_phi(s) from G_t; --no-baseline gives the plain estimator"""
+    norm_adv: bool = True
+    """normalise G_t - b(s_t) over the batch to mean 0, std 1 (Spinning Up VPG does). Without a baseline the
+    subtracted batch mean acts as a constant baseline: add --no-norm-adv for the textbook estimator"""
+    # === shared: args-network ===
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """widths of the hidden layers of the policy and of the value network (separate networks)"""
+    activation: str = "tanh"
+    """hidden activation: tanh (the PPO paper's MuJoCo choice) or relu"""
+    hidden_init_gain: float = 2**0.5
+    """orthogonal-init gain of the hidden layers (sqrt 2; Implementation Matters)"""
+    policy_init_gain: float = 0.01
+    """orthogonal-init gain of the policy head: a near-uniform initial policy"""
+    value_init_gain: float = 1.0
+    """orthogonal-init gain of the value head"""
+    init_logstd: float = 0.0
+    """initial log-std of the Gaussian policy (state-independent), i.e. std 1"""
+    # === end shared: args-network ===
+    adam_eps: float = 1e-5
+    """Adam epsilon (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)"""
+    max_grad_norm: float | None = None
+    """clip the global gradient norm of every step to this; None: off (Spinning Up VPG and Tianshou's
+    REINFORCE do not clip)"""
+    # === shared: args-normalisation ===
+    norm_obs: bool | None = None
+    """normalise observations with a running mean/std; None: on for Box actions, off for Discrete"""
+    norm_reward: bool | None = None
+    """scale rewards by the std of the discounted return; None: on for Box actions, off for Discrete"""
+    clip_obs: float = 10.0
+    """clip normalised observations to [-clip_obs, clip_obs]"""
+    clip_reward: float = 10.0
+    """clip scaled rewards to [-clip_reward, clip_reward]"""
+    # === end shared: args-normalisation ===
+    compile: bool = False
+    """torch.compile the policy step and the loss (falls back to eager if compilation fails); compile time
+    is excluded from charts/SPS"""
+
+
+# === shared: environment ===
+def make_env(env_id: str, env_kwargs: dict, idx: int, capture_video: bool, video_dir: str, record_all: bool = False):
+    """A thunk building one sub-env; env 0 records video when asked (headless: MUJOCO_GL=egl)."""
+
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+            trigger = (lambda episode: True) if record_all else None  # None: gymnasium's cubic schedule
+            env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=trigger, disable_logger=True)
+        else:
+            env = gym.make(env_id, **env_kwargs)
+        return env
+
+    return thunk
+
+
+def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
+    """num_envs sub-envs in SAME_STEP autoreset mode.
+
+    Gymnasium 1.x's default, NEXT_STEP, spends the step after an episode's end on the reset (action ignored,
+    reward 0): not a transition. SAME_STEP resets inside the step that ends the episode instead, returns the
+    new episode's first observation and puts the true final one in infos["final_obs"]. So every step this
+    env returns is a real transition and global_step counts transitions exactly.
+    Episode statistics arrive as infos["episode"] with the mask infos["_episode"].
+    """
+    env_kwargs = json.loads(args.env_kwargs)
+    video_dir = os.path.join("videos", run_name)
+    thunks = [make_env(args.env_id, env_kwargs, i, args.capture_video, video_dir, record_all) for i in range(num_envs)]
+    envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)  # we never write to obs
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+# === end shared: environment ===
+
+
+# === shared: normalisation ===
+class RunningMeanStd:
+    """Running mean and variance over a stream of batches (Chan et al.'s parallel update), in float64.
+    Written with plain sums: np.mean/np.var cost ~10 us each on rows this small, once per env step."""
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4  # a tiny prior so that the first batch does not divide by zero
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(0) / n
+        batch_var = ((x - batch_mean) ** 2).sum(0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * (n / total)
+        self.var = (self.var * self.count + batch_var * n + delta**2 * (self.count * n / total)) / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), float(state["count"])
+
+
+class ObsNormalizer:
+    """o' = clip((o - mu) / sqrt(var + eps), -clip, clip). Statistics update in training only; evaluation
+    and a loaded checkpoint's evaluation use them frozen. Off: a float32 cast and nothing else."""
+
+    def __init__(self, shape: tuple[int, ...], enabled: bool, clip: float, eps: float = 1e-8):
+        self.rms, self.enabled, self.clip, self.eps = RunningMeanStd(shape), enabled, clip, eps
+
+    def __call__(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        if not self.enabled:
+            return obs.astype(np.float32)
+        if update:
+            self.rms.update(obs)
+        normalised = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
+        return np.clip(normalised, -self.clip, self.clip).astype(np.float32)
+
+
+class RewardScaler:
+    """r' = clip(r / sqrt(Var[G] + eps)), with G_t = gamma * G_{t-1} + r_t the running discounted return.
+
+    Written here rather than gymnasium's NormalizeReward, which resets G only on termination
+    (Gymnasium#1507): G is reset at every episode end, truncation included, since the next reward belongs
+    to a new episode. No mean is subtracted: shifting rewards would change the optimal policy."""
+
+    def __init__(self, num_envs: int, gamma: float, enabled: bool, clip: float, eps: float = 1e-8):
+        self.rms, self.enabled, self.clip, self.eps, self.gamma = RunningMeanStd(), enabled, clip, eps, gamma
+        self.returns = np.zeros(num_envs, np.float64)
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return rewards.astype(np.float32)
+        self.returns = self.returns * self.gamma + rewards
+        self.rms.update(self.returns)
+        self.returns[dones] = 0.0
+        return np.clip(rewards / np.sqrt(self.rms.var + self.eps), -self.clip, self.clip).astype(np.float32)
+
+
+# === end shared: normalisation ===
+
+
+# === shared: mlp ===
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+def layer_init(layer: nn.Linear, gain: float, bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights, constant bias (Implementation Matters, Engstrom et al. 2020)."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """Linear layers with an activation between them. forward() is a plain loop over F.linear rather than
+    nn.Sequential: the same function without nn.Module's per-layer call overhead, a third faster for
+    networks this small (the rollout calls it once per environment step)."""
+
+    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
+        super().__init__()
+        sizes = (in_dim, *hidden_sizes)
+        hidden = [layer_init(nn.Linear(i, o), hidden_gain) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.layers = nn.ModuleList([*hidden, layer_init(nn.Linear(sizes[-1], out_dim), out_gain)])
+        self.activation = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = self.activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+
+
+# === end shared: mlp ===
+
+
+# === shared: policy ===
+# The log-probabilities and entropies are written out rather than taken from torch.distributions: the same
+# numbers (tests/test_ppo.py checks them against torch.distributions) at a fraction of the per-call overhead.
+LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
+
+
+def gaussian_log_prob(mean: torch.Tensor, logstd: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """log N(a | mu, diag(sigma^2)), summed over action dimensions: (B, A) -> (B,)."""
+    return (-0.5 * ((action - mean) / logstd.exp()) ** 2 - logstd - LOG_SQRT_2PI).sum(-1)
+
+
+def gaussian_entropy(logstd: torch.Tensor) -> torch.Tensor:
+    """H[N(mu, diag(sigma^2))] = sum_i (1/2 + log sqrt(2 pi) + log sigma_i): (B, A) -> (B,)."""
+    return (0.5 + LOG_SQRT_2PI + logstd).sum(-1)
+
+
+def categorical_log_prob(logits: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[a]: (B, K), (B,) -> (B,)."""
+    return torch.log_softmax(logits, -1).gather(-1, action.long().unsqueeze(-1)).squeeze(-1)
+
+
+def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """H = -sum_k p_k log p_k: (B, K) -> (B,)."""
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+class Agent(nn.Module):
+    """Separate policy and value MLPs. Discrete actions: categorical over the policy's logits. Box actions:
+    diagonal Gaussian with mean from the policy network and a state-independent, learned log-std."""
+
+    def __init__(self, obs_dim: int, action_dim: int, discrete: bool, args):
+        super().__init__()
+        self.discrete = discrete
+        hidden = (args.hidden_sizes, args.activation, args.hidden_init_gain)
+        self.critic = MLP(obs_dim, hidden[0], 1, hidden[1], hidden[2], args.value_init_gain)
+        self.actor = MLP(obs_dim, hidden[0], action_dim, hidden[1], hidden[2], args.policy_init_gain)
+        if not discrete:
+            self.actor_logstd = nn.Parameter(torch.full((1, action_dim), float(args.init_logstd)))
+
+    def get_value(self, x: torch.Tensor) -> torch.Tensor:
+        return self.critic(x).squeeze(-1)
+
+    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
+        """Sample a ~ pi(.|s) (or score the given a): returns a, log pi(a|s), H[pi(.|s)], V(s)."""
+        out = self.actor(x)
+        if self.discrete:
+            if action is None:
+                action = torch.multinomial(torch.softmax(out, -1), 1).squeeze(-1)
+            return action, categorical_log_prob(out, action), categorical_entropy(out), self.get_value(x)
+        logstd = self.actor_logstd.expand_as(out)
+        if action is None:
+            action = out + logstd.exp() * torch.randn_like(out)
+        return action, gaussian_log_prob(out, logstd, action), gaussian_entropy(logstd), self.get_value(x)
+
+    def act(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rollout's step (under no_grad): a ~ pi(.|s), log pi(a|s), V(s), in as few tensor operations as
+        possible, since it runs once per environment step. For the Gaussian, a = mu + sigma * eps with
+        eps ~ N(0, I), so log pi(a|s) = sum_i (-eps_i^2 / 2 - log sigma_i - log sqrt(2 pi)): no division."""
+        out = self.actor(x)
+        if self.discrete:
+            action = torch.multinomial(torch.softmax(out, -1), 1).squeeze(-1)
+            return action, categorical_log_prob(out, action), self.get_value(x)
+        eps = torch.randn_like(out)
+        action = torch.addcmul(out, self.actor_logstd.exp(), eps)  # unclipped: clipped only at the env
+        logprob = -0.5 * eps.square().sum(-1) - (self.actor_logstd.sum() + out.shape[-1] * LOG_SQRT_2PI)
+        return action, logprob, self.get_value(x)
+
+    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+        """The evaluation action: the mode (argmax) or the mean."""
+        out = self.actor(x)
+        return out.argmax(-1) if self.discrete else out
+
+
+# === end shared: policy ===
+
+
+# ---------------------------------------------------------------------------------------------------
+# REINFORCE math: pure functions of tensors (tests/test_reinforce.py checks each against an independent answer)
+# ---------------------------------------------------------------------------------------------------
+def reward_to_go(
+    rewards: torch.Tensor,
+    terminations: torch.Tensor,
+    dones: torch.Tensor,
+    final_values: torch.Tensor,
+    gamma: float,
+) -> torch.Tensor:
+    """G_t = sum_{k=t}^{end} gamma^(k-t) r_k over (T, N) tensors, summed within each episode only.
+
+    Causality: the action at t is credited only with the rewards that follow it, not the whole episode's.
+    dones = terminations | truncations. final_values[t] is V(true final observation) where the episode was
+    truncated at t (the bootstrap of a time limit), 0 for a cut; it is ignored at a termination.
+    """
+    # G_t = r_t + gamma * (1 - done_t) * G_{t+1} + gamma * (done_t - term_t) * V(s_final)
+    truncations = dones - terminations
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        running = rewards[t] + gamma * ((1.0 - dones[t]) * running + truncations[t] * final_values[t])
+        returns[t] = running
+    return returns
+
+
+def policy_gradient_loss(logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """-1/|D| sum_t log pi(a_t|s_t) A_t, whose gradient is minus the REINFORCE estimate.
+
+    The notes' estimator sums over t and averages over episodes; this averages over all |D| steps, which is
+    that estimate divided by the mean episode length. Chosen so that the gradient's scale does not grow as
+    episodes lengthen (CartPole: 10 to 500 steps): Adam's step barely depends on it, a --max-grad-norm
+    threshold means the same at any episode length, and there is no value coefficient to rebalance, since
+    V_phi is fitted in separate steps.
+    The gamma^t factor of the discounted objective's gradient is dropped, as in the usual form (Spinning
+    Up, SB3, the notes' practical algorithm): late steps count as much as early ones. With it, the estimate
+    is unbiased for grad sum_t gamma^t r_t; without it, it is biased for that objective (Thomas, 2014) but
+    does not starve the states that a long episode only reaches late.
+    """
+    return -(logprobs * advantages).mean()
+
+
+def value_loss(new_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    """1/|D| sum_t (V_phi(s_t) - G_t)^2: regression of the baseline onto the reward-to-go."""
+    return ((new_values - returns) ** 2).mean()
+
+
+def reinforce_loss(agent: "Agent", b_obs: torch.Tensor, b_actions: torch.Tensor, b_advantages: torch.Tensor):
+    """The policy-gradient loss on the batch, and the policy's mean entropy (a diagnostic, no bonus)."""
+    _, newlogprob, entropy, _ = agent.get_action_and_value(b_obs, b_actions)
+    return policy_gradient_loss(newlogprob, b_advantages), entropy.mean().detach()
+
+
+# === shared: metrics ===
+def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
+    """1 - Var[y - y_hat] / Var[y]: 1 is a perfect value function, 0 no better than a constant."""
+    var_y = y_true.var()
+    return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
+
+
+# === end shared: metrics ===
+
+
+def validate_args(args: Args) -> None:
+    """Bad input fails here, before any env is built or a step is taken."""
+    # === shared: validate-common ===
+    for flag in ("total_timesteps", "num_envs", "torch_threads"):
+        if getattr(args, flag) < 1:
+            fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.eval_episodes < 0 or args.save_every < 0:
+        fail("--eval-episodes and --save-every must be non-negative")
+    if not args.learning_rate > 0:
+        fail(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not 0 < args.gamma <= 1:
+        fail(f"--gamma must be in (0, 1], got {args.gamma}")
+    if args.activation not in ACTIVATIONS:
+        fail(f"--activation must be one of {sorted(ACTIVATIONS)}, got {args.activation!r}")
+    # === end shared: validate-common ===
+    if args.num_steps < 1:
+        fail(f"--num-steps must be at least 1, got {args.num_steps}")
+    if args.total_timesteps < args.num_steps and not args.eval_checkpoint:
+        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch (num_steps = {args.num_steps})")
+    if not args.vf_learning_rate > 0:
+        fail(f"--vf-learning-rate must be positive, got {args.vf_learning_rate}")
+    if args.vf_iters < 1:
+        fail(f"--vf-iters must be at least 1, got {args.vf_iters}")
+    if args.max_grad_norm is not None and not args.max_grad_norm > 0:
+        fail(f"--max-grad-norm must be positive, got {args.max_grad_norm}")
+
+
+def main(args: Args) -> dict:
+    """Train (or, with --eval-checkpoint, only evaluate). Returns a summary for tests and the benchmark."""
+    validate_args(args)
+    ckpt_path = args.resume or args.eval_checkpoint
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+    if ckpt is not None:
+        check_checkpoint_env(ckpt, args, ckpt_path)
+
+    # === shared: setup ===
+    torch.set_num_threads(args.torch_threads)
+    seed_everything(args.seed, args.torch_deterministic)
+    device = select_device(args.cuda)
+    run_name = ckpt["run_name"] if ckpt else new_run_name(args)
+    run_dir = os.path.join("runs", run_name)
+    envs = build_envs(args, run_name, args.num_envs)
+    discrete = check_spaces(envs)
+    obs_dim = envs.single_observation_space.shape[0]
+    action_dim = envs.single_action_space.n if discrete else envs.single_action_space.shape[0]
+    norm_obs = (not discrete) if args.norm_obs is None else args.norm_obs
+    norm_reward = (not discrete) if args.norm_reward is None else args.norm_reward
+    print(f"{SCRIPT} on {args.env_id}: {'Discrete' if discrete else 'Box'} actions, norm_obs={norm_obs}, norm_reward={norm_reward}")
+    print(f"run dir: {run_dir}")
+    obs_norm = ObsNormalizer((obs_dim,), norm_obs, args.clip_obs)
+    reward_scaler = RewardScaler(args.num_envs, args.gamma, norm_reward, args.clip_reward)
+    # === end shared: setup ===
+
+    agent = Agent(obs_dim, action_dim, discrete, args).to(device)
+    # One Adam, two parameter groups at their own step sizes: the policy step and the baseline's regression
+    # steps touch disjoint parameters (the other group's gradients are None, and Adam skips those)
+    policy_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
+    param_groups = [{"params": policy_params, "lr": args.learning_rate}, {"params": agent.critic.parameters(), "lr": args.vf_learning_rate}]
+    optimizer = torch.optim.Adam(param_groups, eps=args.adam_eps, fused=True)
+    global_step, start_iteration = 0, 1
+
+    # === shared: restore ===
+    if ckpt is not None:
+        agent.load_state_dict(ckpt["agent"])
+        obs_norm.rms.load_state_dict(ckpt["obs_rms"])
+        reward_scaler.rms.load_state_dict(ckpt["return_rms"])
+    if args.eval_checkpoint:
+        returns = evaluate(agent, args, obs_norm, device, run_name, args.eval_episodes)
+        print(
+            f"evaluation of {args.eval_checkpoint}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes"
+        )
+        envs.close()
+        return {"eval_returns": returns}
+    if args.resume:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        global_step, start_iteration = ckpt["global_step"], ckpt["iteration"] + 1
+        set_rng_state(ckpt["rng"])
+        print(f"resumed {run_name} at step {global_step}")
+    # === end shared: restore ===
+
+    def checkpoint(iteration: int) -> str:
+        path = os.path.join(run_dir, f"{SCRIPT[:-3]}.pt")
+        state = {
+            "script": SCRIPT,
+            "run_name": run_name,
+            "args": asdict(args),
+            "global_step": global_step,
+            "iteration": iteration,
+            "agent": agent.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "obs_rms": obs_norm.rms.state_dict(),
+            "return_rms": reward_scaler.rms.state_dict(),
+            "rng": rng_state(),
+        }
+        save_checkpoint(path, state)
+        return path
+
+    N = args.num_envs
+    logger = Logger(args, run_name, run_dir, global_step)
+    policy_step = maybe_compile(agent.act, args.compile, logger)
+    loss_fn = maybe_compile(reinforce_loss, args.compile, logger)
+    if isinstance(envs.single_action_space, gym.spaces.Box):
+        action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
+
+    envs.action_space.seed(args.seed + global_step)
+    envs.reset(seed=args.seed + global_step)  # seeds each sub-env once; every batch below resets unseeded
+    save_every_next = global_step + args.save_every if args.save_every else None
+    iteration = start_iteration - 1
+    while global_step < args.total_timesteps:
+        iteration += 1
+        if args.anneal_lr:
+            for group, lr in zip(optimizer.param_groups, (args.learning_rate, args.vf_learning_rate), strict=True):
+                group["lr"] = (1.0 - global_step / args.total_timesteps) * lr
+
+        # 1) Whole episodes with the current policy. The env stays in SAME_STEP autoreset mode: a sub-env whose
+        # episode ends has already begun the next one, which joins the batch only if the batch is still short.
+        # That is decided before the episode is seen and every episode in the batch runs to its end, so long
+        # episodes are not dropped in favour of short ones. (AutoresetMode.DISABLED would not spare the extra
+        # steps: a finished sub-env must be reset before the next vector step; and gymnasium 1.4's vector
+        # RecordEpisodeStatistics miscounts its partial resets.) Every batch starts with fresh episodes: the
+        # unfinished ones left over came from the previous policy.
+        raw_obs, _ = envs.reset()
+        reward_scaler.returns[:] = 0.0
+        next_obs = torch.as_tensor(obs_norm(raw_obs, update=True), device=device)
+        in_batch = np.ones(N, dtype=bool)  # whether each sub-env's current episode belongs to the batch
+        collected = 0
+        obs, actions, values, final_values, rewards, terminations, dones, masks = ([] for _ in range(8))
+        while in_batch.any():
+            global_step += N  # every env transition counts, the discarded ones included
+            obs.append(next_obs)
+            with torch.no_grad():
+                action, _, value = policy_step(next_obs)
+            actions.append(action)
+            values.append(value)  # V_phi(s_t) before the refit: the baseline of step 3
+            env_action = action.cpu().numpy()
+            if not discrete:
+                env_action = np.clip(env_action, action_low, action_high)  # the stored action stays unclipped
+            raw_obs, reward, terminated, truncated, infos = envs.step(env_action)
+            done = terminated | truncated
+            rewards.append(reward_scaler(reward, done))
+            terminations.append(terminated)
+            dones.append(done)
+            masks.append(in_batch.copy())
+            collected += int(in_batch.sum())
+            next_obs = torch.as_tensor(obs_norm(raw_obs, update=True), device=device)
+            # A time limit is not the end of the task: bootstrap G from V_phi(true final observation), in
+            # infos["final_obs"]. Without a baseline there is no V_phi, and a truncation cuts G like a termination.
+            final_value = torch.zeros(N, device=device)
+            truncated_only = truncated & ~terminated & in_batch
+            if args.baseline and truncated_only.any():
+                idx = np.nonzero(truncated_only)[0]
+                final_obs = torch.as_tensor(obs_norm(np.stack(infos["final_obs"][idx])), device=device)
+                with torch.no_grad():
+                    final_value[idx] = agent.get_value(final_obs)
+            final_values.append(final_value)
+            ended = done & in_batch
+            if ended.any():  # the episodes of the batch only: discarded ones would favour the short
+                logger.log_episodes(global_step, {"_episode": ended, "episode": infos["episode"]})
+            in_batch &= ~done | (collected < args.num_steps)
+
+        # 2) Reward-to-go over the (T, N) grid of steps; then keep the transitions of the batch's episodes
+        b_rewards, b_terminations, b_dones = (
+            torch.as_tensor(np.stack(x), dtype=torch.float32, device=device) for x in (rewards, terminations, dones)
+        )
+        returns = reward_to_go(b_rewards, b_terminations, b_dones, torch.stack(final_values), args.gamma)  # (T, N)
+        mask = torch.as_tensor(np.stack(masks), device=device)  # (T, N)
+        b_obs, b_actions = torch.stack(obs)[mask], torch.stack(actions)[mask]  # (|D|, obs_dim), (|D|[, A])
+        b_returns, b_values = returns[mask], torch.stack(values)[mask]  # (|D|,)
+
+        # 3) One policy-gradient step, the advantages taken with the baseline before its refit
+        # A_t = G_t - b(s_t), b = V_phi (or 0 with --no-baseline)
+        b_advantages = b_returns - b_values if args.baseline else b_returns
+        if args.norm_adv:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+        pg_loss, entropy = loss_fn(agent, b_obs, b_actions, b_advantages)
+        optimizer.zero_grad(set_to_none=True)
+        pg_loss.backward()
+        if args.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+        optimizer.step()
+
+        # 4) Refit the baseline: vf_iters full-batch regression steps of V_phi onto G_t
+        stats = {}
+        if args.baseline:
+            for i in range(args.vf_iters):
+                v_loss = value_loss(agent.get_value(b_obs), b_returns)
+                optimizer.zero_grad(set_to_none=True)
+                v_loss.backward()
+                if args.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+                if i == 0:  # the fit of the baseline that step 3 used
+                    stats["losses/value_loss"] = v_loss.item()
+            stats["losses/explained_variance"] = explained_variance(b_values, b_returns)
+
+        # 5) Log, checkpoint
+        logger.log(
+            global_step,
+            {
+                "charts/learning_rate": optimizer.param_groups[0]["lr"],
+                "charts/batch_transitions": len(b_returns),
+                "losses/policy_loss": pg_loss.item(),
+                "losses/entropy": entropy.item(),
+                **stats,
+                "charts/SPS": logger.sps(global_step),
+            },
+        )
+        logger.progress(global_step, args.total_timesteps, force=global_step >= args.total_timesteps)
+        if save_every_next is not None and global_step >= save_every_next:
+            checkpoint(iteration)
+            save_every_next += args.save_every
+    num_iterations = iteration  # what the end-of-run checkpoint below records
+
+    # === shared: finish ===
+    summary = {"global_step": global_step, "run_dir": run_dir, "episodic_returns": logger.returns, "sps": logger.sps(global_step)}
+    if args.save_model:
+        summary["checkpoint"] = checkpoint(num_iterations)
+        print(f"saved {summary['checkpoint']}")
+    envs.close()
+    if args.eval_episodes:
+        eval_returns = evaluate(agent, args, obs_norm, device, run_name, args.eval_episodes)
+        logger.log(global_step, {"eval/episodic_return": np.mean(eval_returns)})
+        print(f"evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} over {len(eval_returns)} episodes")
+        summary["eval_returns"] = eval_returns
+    logger.close()
+    return summary
+    # === end shared: finish ===
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plumbing: command line, errors, seeding, device, checkpoints, logging, evaluation. The same in every
+# script of the collection; nothing here is REINFORCE.
+# ---------------------------------------------------------------------------------------------------
+# === shared: plumbing ===
+SCRIPT = os.path.basename(__file__)
+
+
+def fail(message: str):
+    """Bad input: one line on stderr naming the flag, exit status 1, no traceback."""
+    raise SystemExit(f"{SCRIPT}: error: {message}")
+
+
+def cli(args_type):
+    """Parse the command line. Booleans also take W&B Sweeps' `--flag=True/False` form. With --resume or
+    --eval-checkpoint, the checkpoint's own args become the defaults, so `--eval-checkpoint PATH` alone
+    evaluates on the env it was trained on; flags given still override them."""
+    bools = {f.name.replace("_", "-") for f in fields(args_type) if f.type in (bool, "bool")}
+    argv = []
+    for token in sys.argv[1:]:
+        name, _, value = token.partition("=")
+        if name.startswith("--") and name[2:] in bools and value.lower() in ("true", "false"):
+            token = name if value.lower() == "true" else f"--no-{name[2:]}"
+        argv.append(token)
+    args = tyro.cli(args_type, args=argv)
+    path = args.resume or args.eval_checkpoint
+    if path:
+        saved = load_checkpoint(path)["args"]
+        defaults = args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
+    return args
+
+
+def new_run_name(args) -> str:
+    """<env>__<exp_name>__<seed>__<unix time>, with a suffix if a run of the same second exists already."""
+    base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    name, n = base, 1
+    while os.path.exists(os.path.join("runs", name)):
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def seed_everything(seed: int, torch_deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
+def select_device(use_cuda: bool) -> torch.device:
+    device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
+    print(f"device: {device}" + (" (--cuda given, but no GPU is present)" if use_cuda and device.type == "cpu" else ""))
+    return device
+
+
+def check_spaces(envs: gym.vector.VectorEnv) -> bool:
+    """Flat Box observations; Discrete or flat Box actions. Returns whether the actions are discrete."""
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        fail(
+            f"--env-id: observation space {obs_space} is not supported; wrap the env so that it returns a flat Box (gymnasium.wrappers.FlattenObservation)"
+        )
+    if isinstance(act_space, gym.spaces.Discrete):
+        return True
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return False
+    fail(f"--env-id: action space {act_space} is not supported (Discrete or a flat Box)")
+
+
+def build_envs(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
+    try:
+        json.loads(args.env_kwargs)
+    except json.JSONDecodeError as e:
+        fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
+    try:
+        return make_vec_env(args, run_name, num_envs, record_all)
+    except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
+        fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only)."""
+    if not os.path.isfile(path):
+        fail(f"checkpoint {path!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
+    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
+        made_by = ckpt.get("script") if isinstance(ckpt, dict) else None
+        fail(f"checkpoint {path!r} was made by {made_by or 'something else'}, not {SCRIPT}")
+    return ckpt
+
+
+def check_checkpoint_env(ckpt: dict, args, path: str) -> None:
+    for key in ("env_id", "env_kwargs"):
+        if ckpt["args"][key] != getattr(args, key):
+            fail(f"checkpoint {path!r} was made for --{key.replace('_', '-')} {ckpt['args'][key]}, not {getattr(args, key)}")
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Atomic: write a temporary file, then rename over the old one; an interrupted save leaves the last
+    checkpoint intact."""
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+    torch.set_rng_state(state["torch"])
+
+
+class Logger:
+    """Every value goes to runs/<run>/metrics.jsonl ({"global_step": .., name: value} a line) and, with
+    --track, to W&B with global_step as the x-axis. A progress line reaches stdout every progress_every s."""
+
+    def __init__(self, args, run_name: str, run_dir: str, start_step: int):
+        self.args, self.run_name, self.run_dir = args, run_name, run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "args.json"), "w") as f:
+            json.dump(asdict(args), f, indent=2)
+        self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
+        self.returns: list[float] = []
+        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), start_step, 0.0, 0.0
+        self.videos_logged: set[str] = set()
+        self.wandb = None
+        if args.track:
+            import wandb
+
+            self.wandb = wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                name=run_name,
+                config=asdict(args),
+                save_code=True,
+                dir=run_dir,
+            )
+            self.wandb.define_metric("global_step")
+            self.wandb.define_metric("*", step_metric="global_step")
+
+    def log(self, global_step: int, metrics: dict) -> None:
+        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
+            self.wandb.log(record)
+
+    def log_episodes(self, global_step: int, infos: dict) -> None:
+        """Episode statistics from gymnasium's vector RecordEpisodeStatistics: infos["episode"] + "_episode"."""
+        if "_episode" in infos:
+            for i in np.nonzero(infos["_episode"])[0]:
+                ret, length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
+                self.returns.append(ret)
+                self.log(global_step, {"charts/episodic_return": ret, "charts/episodic_length": length})
+
+    def sps(self, global_step: int) -> int:
+        """Transitions per wall second in this process, updates included, compile time excluded."""
+        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
+
+    def progress(self, global_step: int, total: int, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last_print < self.args.progress_every:
+            return
+        self.last_print = now
+        sps = self.sps(global_step)
+        recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
+        left = max(total - global_step, 0) / max(sps, 1)
+        print(
+            f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
+            f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
+            flush=True,
+        )
+        self.file.flush()
+        self.upload_videos()
+
+    def upload_videos(self) -> None:
+        video_dir = os.path.join("videos", self.run_name)
+        if self.wandb is None or not os.path.isdir(video_dir):
+            return
+        for name in sorted(os.listdir(video_dir)):
+            if name.endswith(".mp4") and name not in self.videos_logged:
+                self.videos_logged.add(name)
+                self.wandb.log({"videos/episode": self.wandb_video(os.path.join(video_dir, name))})
+
+    def wandb_video(self, path: str):
+        import wandb
+
+        return wandb.Video(path, format="mp4")  # gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
+
+    def close(self) -> None:
+        self.upload_videos()
+        self.file.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
+    """torch.compile(fn) if enabled; on the first failure, warn and fall back to eager. The first call's
+    time (compilation) is excluded from charts/SPS."""
+    if not enabled:
+        return fn
+    compiled, first = torch.compile(fn), [True]
+
+    def call(*a, **kw):
+        nonlocal compiled
+        start = time.time()
+        try:
+            return compiled(*a, **kw)
+        except Exception as e:
+            if compiled is fn:
+                raise
+            print(f"warning: torch.compile failed ({type(e).__name__}); running eager", file=sys.stderr)
+            compiled = fn
+            return fn(*a, **kw)
+        finally:
+            if first[0] and logger is not None:
+                logger.excluded_time += time.time() - start
+            first[0] = False
+
+    return call
+
+
+def evaluate(agent, args, obs_norm, device: torch.device, run_name: str, episodes: int) -> list[float]:
+    """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
+    statistics frozen, on a fresh env seeded apart from the training envs."""
+    envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    returns: list[float] = []
+    while len(returns) < episodes:
+        with torch.no_grad():
+            x = torch.as_tensor(obs_norm(obs), device=device)
+            action = agent.act_deterministic(x).cpu().numpy()
+        if isinstance(envs.single_action_space, gym.spaces.Box):
+            action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
+        obs, _, _, _, infos = envs.step(action)
+        if "_episode" in infos and infos["_episode"][0]:
+            returns.append(float(infos["episode"]["r"][0]))
+    envs.close()
+    return returns
+
+
+# === end shared: plumbing ===
+
+
+if __name__ == "__main__":
+    main(cli(Args))
