@@ -130,8 +130,8 @@ class Args:
     """clip scaled rewards to [-clip_reward, clip_reward]"""
     # === end shared: args-normalisation ===
     compile: bool = False
-    """torch.compile the policy step and the loss (falls back to eager if compilation fails); compile time
-    is excluded from charts/SPS"""
+    """torch.compile the update step (falls back to eager if compilation fails); compile time is
+    excluded from charts/SPS"""
     norm_adv: bool = False
     """normalise advantages over the batch to mean 0, std 1 (off in the paper, baselines, SB3 and Tianshou)"""
     ent_coef: float = 0.01
@@ -327,22 +327,56 @@ class Agent(nn.Module):
             action = out + logstd.exp() * torch.randn_like(out)
         return action, gaussian_log_prob(out, logstd, action), gaussian_entropy(logstd), self.get_value(x)
 
-    def act(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The rollout's step (under no_grad): a ~ pi(.|s), log pi(a|s), V(s), in as few tensor operations as
-        possible, since it runs once per environment step. For the Gaussian, a = mu + sigma * eps with
-        eps ~ N(0, I), so log pi(a|s) = sum_i (-eps_i^2 / 2 - log sigma_i - log sqrt(2 pi)): no division."""
-        out = self.actor(x)
-        if self.discrete:
-            action = torch.multinomial(torch.softmax(out, -1), 1).squeeze(-1)
-            return action, categorical_log_prob(out, action), self.get_value(x)
-        eps = torch.randn_like(out)
-        action = torch.addcmul(out, self.actor_logstd.exp(), eps)  # unclipped: clipped only at the env
-        logprob = -0.5 * eps.square().sum(-1) - (self.actor_logstd.sum() + out.shape[-1] * LOG_SQRT_2PI)
-        return action, logprob, self.get_value(x)
 
-    def act_deterministic(self, x: torch.Tensor) -> torch.Tensor:
+class HostPolicy:
+    """The policy that acts in the environment: NumPy views of the agent's current weights.
+
+    Acting runs once per environment step on a batch of num_envs observations. At that size torch spends its
+    time on per-operation overhead (measured here: ~240 us a step for ~25 small operations, against ~20 us for
+    the same arithmetic in NumPy), and a GPU would add a host-device round trip per step. So the rollout acts
+    on the host, and its storage stays there until one copy to the device per iteration. Build it after each
+    update: on the CPU the arrays share memory with the parameters (nothing is copied); on a GPU they are
+    copies. tests/test_ppo.py checks it against Agent.get_action_and_value.
+    """
+
+    def __init__(self, agent: Agent):
+        def host(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy()
+
+        self.actor = [(host(layer.weight).T, host(layer.bias)) for layer in agent.actor.layers]
+        self.critic = [(host(layer.weight).T, host(layer.bias)) for layer in agent.critic.layers]
+        self.activation = np.tanh if agent.actor.activation is torch.tanh else (lambda x: np.maximum(x, 0))
+        self.discrete = agent.discrete
+        if not self.discrete:
+            self.logstd = host(agent.actor_logstd)[0]
+            self.std = np.exp(self.logstd)
+
+    def mlp(self, layers: list, x: np.ndarray) -> np.ndarray:
+        for weight, bias in layers[:-1]:
+            x = self.activation(x @ weight + bias)
+        return x @ layers[-1][0] + layers[-1][1]
+
+    def value(self, x: np.ndarray) -> np.ndarray:
+        """V(s): (N, obs_dim) -> (N,)."""
+        return self.mlp(self.critic, x)[:, 0]
+
+    def act(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """a ~ pi(.|s), log pi(a|s), V(s) for a batch (N, obs_dim), with NumPy's global RNG."""
+        out = self.mlp(self.actor, x)
+        if self.discrete:
+            logp = out - out.max(-1, keepdims=True)
+            logp -= np.log(np.exp(logp).sum(-1, keepdims=True))  # log softmax
+            u = np.random.random_sample((len(x), 1))
+            action = np.minimum((np.exp(logp).cumsum(-1) < u).sum(-1), out.shape[-1] - 1)  # inverse-CDF sampling
+            return action, np.take_along_axis(logp, action[:, None], -1)[:, 0], self.value(x)
+        # a = mu + sigma * eps, eps ~ N(0, I), so log pi(a|s) = sum_i (-eps_i^2 / 2 - log sigma_i - log sqrt(2 pi))
+        eps = np.random.standard_normal(out.shape).astype(np.float32)
+        action = out + self.std * eps  # unclipped: clipped only at the env
+        return action, (-0.5 * eps**2 - self.logstd - LOG_SQRT_2PI).sum(-1), self.value(x)
+
+    def act_deterministic(self, x: np.ndarray) -> np.ndarray:
         """The evaluation action: the mode (argmax) or the mean."""
-        out = self.actor(x)
+        out = self.mlp(self.actor, x)
         return out.argmax(-1) if self.discrete else out
 
 
@@ -514,7 +548,7 @@ def main(args: Args) -> dict:
         obs_norm.rms.load_state_dict(ckpt["obs_rms"])
         reward_scaler.rms.load_state_dict(ckpt["return_rms"])
     if args.eval_checkpoint:
-        returns = evaluate(agent, args, obs_norm, device, run_name, args.eval_episodes)
+        returns = evaluate(agent, args, obs_norm, run_name, args.eval_episodes)
         print(
             f"evaluation of {args.eval_checkpoint}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes"
         )
@@ -544,67 +578,63 @@ def main(args: Args) -> dict:
         save_checkpoint(path, state)
         return path
 
-    # Rollout storage, allocated once. What the policy produces lives on the device; what the env returns
-    # stays in NumPy until the rollout ends: one host-to-device copy per iteration, not one per step.
+    # Rollout storage, allocated once on the host, where the environment and the HostPolicy act; one copy to
+    # the device per iteration, for the update.
     T, N = args.num_steps, args.num_envs
-    obs = torch.zeros((T, N, obs_dim), device=device)  # (T, N, obs_dim), normalised
-    actions = torch.zeros((T, N) + envs.single_action_space.shape, device=device)  # (T, N[, A]), unclipped
-    values = torch.zeros((T, N), device=device)  # V(s_t)
-    final_values = torch.zeros((T, N), device=device)  # V(true final obs) where an episode was truncated
+    obs = np.zeros((T, N, obs_dim), np.float32)  # (T, N, obs_dim), normalised
+    actions = np.zeros((T, N) + envs.single_action_space.shape, envs.single_action_space.dtype)  # unclipped
+    values = np.zeros((T, N), np.float32)  # V(s_t)
+    final_values = np.zeros((T, N), np.float32)  # V(true final obs) where an episode was truncated
     rewards = np.zeros((T, N), np.float32)  # scaled rewards
     terminations = np.zeros((T, N), np.float32)
     dones = np.zeros((T, N), np.float32)  # terminated or truncated
     hp = {k: getattr(args, k) for k in ("norm_adv", "ent_coef", "vf_coef")}
     logger = Logger(args, run_name, run_dir, global_step)
-    policy_step = maybe_compile(agent.act, args.compile, logger)
     loss_fn = maybe_compile(a2c_loss, args.compile, logger)
     if isinstance(envs.single_action_space, gym.spaces.Box):
         action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
     envs.action_space.seed(args.seed + global_step)
     raw_obs, _ = envs.reset(seed=args.seed + global_step)
-    next_obs = torch.as_tensor(obs_norm(raw_obs, update=True), device=device)
+    next_obs = obs_norm(raw_obs, update=True)
     save_every_next = global_step + args.save_every if args.save_every else None
     for iteration in range(start_iteration, num_iterations + 1):
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+        policy = HostPolicy(agent)  # the current policy, acting on the host
 
         # 1) Rollout: num_steps x num_envs transitions with the current policy
         for step in range(args.num_steps):
             global_step += args.num_envs
             obs[step] = next_obs
-            with torch.no_grad():
-                action, _, value = policy_step(next_obs)
-            actions[step], values[step] = action, value
-            env_action = action.cpu().numpy()
-            if not discrete:
-                env_action = np.clip(env_action, action_low, action_high)  # the stored action stays unclipped
+            actions[step], _, values[step] = policy.act(next_obs)
+            env_action = np.clip(actions[step], action_low, action_high) if not discrete else actions[step]
             raw_obs, reward, terminated, truncated, infos = envs.step(env_action)
             done = terminated | truncated
             rewards[step], terminations[step], dones[step] = reward_scaler(reward, done), terminated, done
-            next_obs = torch.as_tensor(obs_norm(raw_obs, update=True), device=device)
+            next_obs = obs_norm(raw_obs, update=True)
             # Truncation is not termination: bootstrap from V(true final observation). SAME_STEP autoreset has
             # already reset that sub-env; its final observation is in infos["final_obs"].
             final_values[step] = 0.0
             truncated_only = truncated & ~terminated
             if truncated_only.any():
                 idx = np.nonzero(truncated_only)[0]
-                final_obs = torch.as_tensor(obs_norm(np.stack(infos["final_obs"][idx])), device=device)
-                with torch.no_grad():
-                    final_values[step, idx] = agent.get_value(final_obs)
+                final_values[step, idx] = policy.value(obs_norm(np.stack(infos["final_obs"][idx])))
             logger.log_episodes(global_step, infos)
 
-        # 2) Advantages: next_values[t] = V(s_{t+1}) of each transition's own next state, without gradient
-        b_rewards, b_terminations, b_dones = (torch.as_tensor(x, device=device) for x in (rewards, terminations, dones))
-        with torch.no_grad():
-            next_values = torch.cat([values[1:], agent.get_value(next_obs).unsqueeze(0)])
-            next_values = torch.where(b_dones.bool(), final_values, next_values)  # V(final obs) at truncations
-            advantages, returns = compute_gae(b_rewards, values, next_values, b_terminations, b_dones, args.gamma, args.gae_lambda)
+        # 2) Advantages: next_values[t] = V(s_{t+1}) of each transition's own next state. The values come from the
+        # host copy, outside any autograd graph: the targets R_t are constants for the update
+        next_values = np.concatenate([values[1:], policy.value(next_obs)[None]])
+        next_values = np.where(dones.astype(bool), final_values, next_values)  # V(final obs) at truncations
+        b_rewards, b_values, b_next_values, b_terminations, b_dones = (
+            torch.as_tensor(x, device=device) for x in (rewards, values, next_values, terminations, dones)
+        )
+        advantages, returns = compute_gae(b_rewards, b_values, b_next_values, b_terminations, b_dones, args.gamma, args.gae_lambda)
 
         # 3) One gradient step on the whole batch
-        b_obs = obs.reshape(batch_size, obs_dim)  # (T * N, obs_dim)
-        b_actions = actions.reshape((batch_size,) + envs.single_action_space.shape)
-        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+        b_obs = torch.as_tensor(obs, device=device).reshape(batch_size, obs_dim)  # (T * N, obs_dim)
+        b_actions = torch.as_tensor(actions, device=device).reshape((batch_size,) + envs.single_action_space.shape)
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), b_values.reshape(-1)
         loss, stats = loss_fn(agent, b_obs, b_actions, b_advantages, b_returns, hp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -636,7 +666,7 @@ def main(args: Args) -> dict:
         print(f"saved {summary['checkpoint']}")
     envs.close()
     if args.eval_episodes:
-        eval_returns = evaluate(agent, args, obs_norm, device, run_name, args.eval_episodes)
+        eval_returns = evaluate(agent, args, obs_norm, run_name, args.eval_episodes)
         logger.log(global_step, {"eval/episodic_return": np.mean(eval_returns)})
         print(f"evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} over {len(eval_returns)} episodes")
         summary["eval_returns"] = eval_returns
@@ -879,16 +909,15 @@ def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
     return call
 
 
-def evaluate(agent, args, obs_norm, device: torch.device, run_name: str, episodes: int) -> list[float]:
+def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
     """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
     statistics frozen, on a fresh env seeded apart from the training envs."""
     envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    policy = HostPolicy(agent)
     obs, _ = envs.reset(seed=args.seed + 10_000)
     returns: list[float] = []
     while len(returns) < episodes:
-        with torch.no_grad():
-            x = torch.as_tensor(obs_norm(obs), device=device)
-            action = agent.act_deterministic(x).cpu().numpy()
+        action = policy.act_deterministic(obs_norm(obs))
         if isinstance(envs.single_action_space, gym.spaces.Box):
             action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
         obs, _, _, _, infos = envs.step(action)
