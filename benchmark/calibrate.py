@@ -16,32 +16,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-# Each case: our command-line flags, and the SB3 peer with the same hyper-parameters mapped one to one.
+# Each case: our command-line flags, and the SB3 peer with the same hyper-parameters mapped one to one:
+# "mapped" derives it from the flags through benchmark/run.py's mapping tables (one source of truth).
 CASES = {
     "ppo-cartpole": {
         "script": "ppo.py",
         "flags": "--env-id CartPole-v1 --total-timesteps 50000 --num-envs 4 --num-steps 128 --num-minibatches 4 "
         "--update-epochs 4 --learning-rate 2.5e-4 --ent-coef 0.01 --eval-episodes 10",
-        "sb3": {
-            "algo": "PPO",
-            "env_id": "CartPole-v1",
-            "n_envs": 4,
-            "total": 50000,
-            "norm": False,
-            "kwargs": dict(
-                n_steps=128,
-                batch_size=128,
-                n_epochs=4,
-                learning_rate=("linear", 2.5e-4),
-                gamma=0.99,
-                gae_lambda=0.95,
-                clip_range=0.2,
-                clip_range_vf=0.2,
-                ent_coef=0.01,
-                vf_coef=0.5,
-                max_grad_norm=0.5,
-            ),
-        },
+        "sb3": "mapped",
     },
     "trpo-cartpole": {
         "script": "trpo.py",
@@ -147,9 +129,12 @@ def run_ours(case: dict, seed: int) -> dict:
 
 def run_sb3(case: dict, seed: int) -> dict:
     """The SB3 / sb3-contrib peer through the benchmark runner's adapter (benchmark/run.py: run_peer)."""
-    from run import run_peer
+    from run import peer_spec, run_peer
 
     spec = case["sb3"]
+    if spec == "mapped":  # derived from our flags by the benchmark's one-to-one mapping
+        _, spec, _, unmapped = peer_spec(case["script"], [*case["flags"].split(), "--seed", str(seed)])
+        assert not unmapped, unmapped
     run_dir = os.path.join(
         HERE, "results", "calibration_runs", "runs", f"{spec['env_id']}__sb3-{spec['algo'].lower()}__{seed}__{int(time.time())}"
     )

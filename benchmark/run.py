@@ -539,6 +539,19 @@ def script_args(script: str, flags: list[str]) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(args)))  # tuples -> lists, as in args.json
 
 
+def peer_spec(script: str, flags: list[str]) -> tuple[dict, dict, list[dict], list[str]]:
+    """Our Args resolved from the flags, and the peer's spec, mapping table and unmapped fields."""
+    if script not in PEERS:
+        raise SystemExit(f"peer: {script} has no peer (peers: {', '.join(PEERS)})")
+    args = script_args(script, flags)
+    import gymnasium as gym
+
+    probe = gym.make(args["env_id"], **json.loads(args["env_kwargs"]))
+    discrete = isinstance(probe.action_space, gym.spaces.Discrete)
+    probe.close()
+    return (args, *map_to_peer(script, args, discrete))
+
+
 def peer_main(argv: list[str]) -> None:
     """python benchmark/run.py peer <script> [the script's flags] [--resume runs/<run>/peer_checkpoint] [--allow-unmapped]"""
     if not argv or argv[0] in ("-h", "--help"):
@@ -557,15 +570,7 @@ def peer_main(argv: list[str]) -> None:
         else:
             rest.append(flags[i])
             i += 1
-    if script not in PEERS:
-        raise SystemExit(f"peer: {script} has no peer (peers: {', '.join(PEERS)})")
-    args = script_args(script, rest)
-    import gymnasium as gym
-
-    probe = gym.make(args["env_id"], **json.loads(args["env_kwargs"]))
-    discrete = isinstance(probe.action_space, gym.spaces.Discrete)
-    probe.close()
-    spec, rows, unmapped = map_to_peer(script, args, discrete)
+    args, spec, rows, unmapped = peer_spec(script, rest)
     if unmapped and not allow_unmapped:
         raise SystemExit(
             f"peer: {script} has fields with no row in benchmark/run.py's {spec['algo']} mapping: {', '.join(unmapped)} "
