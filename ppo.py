@@ -7,9 +7,10 @@ Each iteration:
   3) update_epochs passes of minibatch Adam on  L = -L^CLIP + c1 L^VF - c2 H
   4) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
 
-Reading order: Args -> environment -> normalisation -> networks -> PPO math (pure functions that the
-tests import) -> main(). Blocks marked `# === shared: NAME ===` are byte-identical in every script
-that carries them (tests/test_drift.py checks); the algorithm lives between them.
+Reading order: Args -> environment -> normalisation -> networks (Agent for the update, HostPolicy for
+acting) -> PPO math (pure functions that the tests import) -> main() -> plumbing (command line, errors,
+checkpoints, logging, evaluation: nothing PPO-specific). Blocks marked `# === shared: NAME ===` are
+byte-identical in every script that carries them (tests/test_drift.py checks); the algorithm lives between.
 
 Run:  python ppo.py --env-id Hopper-v5          (continuous, MuJoCo)
       python ppo.py --env-id CartPole-v1 --total-timesteps 100000 --num-envs 4
@@ -546,6 +547,7 @@ def main(args: Args) -> dict:
     # === end shared: restore ===
 
     def checkpoint(iteration: int) -> str:
+        logger.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
         path = os.path.join(run_dir, f"{SCRIPT[:-3]}.pt")
         state = {
             "script": SCRIPT,
