@@ -10,9 +10,10 @@ Each iteration:
      global gradient clipping, RMSprop as TensorFlow defines it (or Adam)
   4) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
 
-Reading order: Args -> environment -> normalisation -> networks -> A2C math (pure functions and the
-optimiser, which the tests import) -> main(). Blocks marked `# === shared: NAME ===` are byte-identical in
-every script that carries them (tests/test_drift.py checks); the algorithm lives between them.
+Reading order: Args -> environment -> normalisation -> networks (Agent for the update, HostPolicy for
+acting) -> A2C math (pure functions and the optimiser, which the tests import) -> main() -> plumbing (command
+line, errors, checkpoints, logging, evaluation: nothing A2C-specific). Blocks marked `# === shared: NAME ===`
+are byte-identical in every script that carries them (tests/test_drift.py checks); the algorithm lives between.
 
 Run:  python a2c.py --env-id Hopper-v5          (continuous, MuJoCo)
       python a2c.py --env-id CartPole-v1 --total-timesteps 100000 --num-envs 8 --gae-lambda 1 --no-anneal-lr
@@ -439,10 +440,12 @@ class RMSpropTF(torch.optim.Optimizer):
         v <- alpha v + (1 - alpha) g^2,     v starts at 1
         theta <- theta - lr g / sqrt(v + eps)
 
-    PyTorch's RMSprop starts v at 0 and adds eps outside the root: its first steps are lr * g / |g|, about
-    lr in every coordinate whatever the gradient's size, which destabilises A2C (stable-baselines3 PR #110).
-    Starting at 1 makes the first steps about lr * g instead, growing to the adaptive step as v forgets
-    its start (1/(1 - alpha) = 100 steps)."""
+    PyTorch's RMSprop differs twice. v starts at 0, so its first step is lr g / (sqrt(1 - alpha) |g|), 10 lr
+    in every coordinate whatever the gradient's size; here the first steps are about lr g, growing into the
+    adaptive step as v forgets its start (in about 1 / (1 - alpha) = 100 steps). And eps sits outside the
+    root, so where v is tiny the step is lr g / eps rather than lr g / sqrt(eps): that one destabilises A2C
+    (stable-baselines3 PR #110). The torch._foreach_* calls update all parameters in one call each, as
+    torch.optim's own optimisers do."""
 
     def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 1e-5):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))
@@ -456,7 +459,7 @@ class RMSpropTF(torch.optim.Optimizer):
                 if not self.state[p]:
                     self.state[p]["square_avg"] = torch.ones_like(p)  # TensorFlow's start; PyTorch's is zeros
             square_avgs = [self.state[p]["square_avg"] for p in params]
-            # v <- alpha v + (1 - alpha) g^2, one fused call over all parameters
+            # v <- alpha v + (1 - alpha) g^2
             torch._foreach_mul_(square_avgs, group["alpha"])
             torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - group["alpha"])
             # theta <- theta - lr g / sqrt(v + eps)

@@ -2,6 +2,7 @@
 the truncation bootstrap on tiny envs with known answers, smoke runs that reach real updates, determinism,
 checkpoints, bad input, and a calibrated learning check."""
 
+import glob
 import math
 import os
 import re
@@ -222,6 +223,16 @@ def test_save_every_then_resume_continues_the_step_count():
     assert steps == [16, 32, 48, 64, 80, 96]
 
 
+def test_capture_video_compile_and_cuda_flags_run(capsys):
+    """--capture-video writes mp4s; --compile and --cuda (which falls back to the CPU without a GPU) run to the end."""
+    summary = a2c.main(tiny(capture_video=True, compile=True, cuda=True, total_timesteps=128, eval_episodes=1))
+    assert summary["global_step"] == 128
+    videos = glob.glob("videos/*/*.mp4")
+    assert videos and all(os.path.getsize(v) > 1000 for v in videos)
+    out = capsys.readouterr().out
+    assert ("device: cuda" in out) if torch.cuda.is_available() else ("device: cpu (--cuda given, but no GPU is present)" in out)
+
+
 def test_no_numpy_on_a_tensor_that_may_live_on_the_gpu():
     """Every `.numpy()` in the script is on a host array's tensor view or follows `.cpu()`."""
     source = open(os.path.join(ROOT, "a2c.py")).read()
@@ -285,9 +296,30 @@ def test_command_line_error_exit_status_and_no_traceback():
 
 
 def test_learns_cartpole():
-    """A2C clears a floor on CartPole-v1 at 100k steps.
+    """A2C clears a floor on CartPole-v1 at 100k steps (~15 s on one core).
 
-    CALIBRATION TABLE PENDING
+    Calibrated offline with `python benchmark/calibrate.py a2c-cartpole --seeds 10` (results in
+    benchmark/results/calibration_a2c-cartpole.jsonl): RL Zoo's CartPole A2C settings (8 envs x 5 steps,
+    lr 7e-4 constant, lambda 1, no entropy bonus; otherwise the defaults: c_v 0.5, clipping at 0.5, RMSprop
+    alpha 0.99 eps 1e-5), and SB3's A2C with the same hyper-parameters mapped one to one, RMSpropTFLike as its
+    optimiser (its default is PyTorch's RMSprop). Return = mean of the last 100 training episodes /
+    deterministic evaluation over 10 episodes:
+
+        seed   ours        SB3 A2C
+        1      172 / 285   171 / 364
+        2      268 / 500   189 / 217
+        3      201 / 290   197 / 400
+        4      216 / 428   183 / 218
+        5      194 / 265   157 / 158
+        6      205 / 329   192 / 500
+        7      179 / 269   195 / 371
+        8      221 / 356   215 / 485
+        9      196 / 216   182 / 307
+        10     193 / 500   151 / 182
+        mean   204 / 344   183 / 320
+
+    Floors: last-100 mean >= 150 and evaluation >= 200, cleared by 10 of our 10 seeds (and by 8 of SB3's 10).
+    The test runs seed 1, the weakest of ours on the last-100 metric.
     """
     summary = a2c.main(
         a2c.Args(
@@ -303,5 +335,5 @@ def test_learns_cartpole():
             progress_every=1e9,
         )
     )
-    assert np.mean(summary["episodic_returns"][-100:]) >= 0
-    assert np.mean(summary["eval_returns"]) >= 0
+    assert np.mean(summary["episodic_returns"][-100:]) >= 150
+    assert np.mean(summary["eval_returns"]) >= 200

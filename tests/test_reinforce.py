@@ -2,6 +2,7 @@
 episodes with unbiased lengths, the truncation bootstrap on tiny envs with known answers, smoke runs that reach
 real updates, determinism, checkpoints, bad input, and a calibrated learning check."""
 
+import glob
 import os
 import re
 import subprocess
@@ -261,6 +262,17 @@ def test_save_every_then_resume_continues_the_step_count():
     assert resumed_steps and resumed_steps[0] > ckpt["global_step"]
 
 
+def test_capture_video_compile_and_cuda_flags_run(capsys):
+    """Every batch resets the envs, the recorded one included: its videos are still written. --compile and
+    --cuda (which falls back to the CPU without a GPU) run to the end."""
+    summary = reinforce.main(tiny(capture_video=True, compile=True, cuda=True, total_timesteps=128, eval_episodes=1))
+    assert summary["global_step"] >= 128
+    videos = glob.glob("videos/*/*.mp4")
+    assert videos and all(os.path.getsize(v) > 1000 for v in videos)
+    out = capsys.readouterr().out
+    assert ("device: cuda" in out) if torch.cuda.is_available() else ("device: cpu (--cuda given, but no GPU is present)" in out)
+
+
 def test_no_numpy_on_a_tensor_that_may_live_on_the_gpu():
     """Every `.numpy()` in the script is on a host array's tensor view or follows `.cpu()`."""
     source = open(os.path.join(ROOT, "reinforce.py")).read()
@@ -322,14 +334,35 @@ def test_command_line_error_exit_status_and_no_traceback():
 
 
 def test_learns_cartpole():
-    """REINFORCE with its learned baseline clears a floor on CartPole-v1 at 100k steps.
+    """REINFORCE with its learned baseline clears a floor on CartPole-v1 at 100k steps (~25 s on one core).
 
-    CALIBRATION TABLE PENDING
+    Calibrated offline with `python benchmark/calibrate.py reinforce-cartpole --seeds 10 --impl ours` (results
+    in benchmark/results/calibration_reinforce-cartpole.jsonl): 4 envs, batches of at least 1000 transitions
+    of whole episodes, lr 3e-3 for the policy and for the baseline (80 baseline steps a batch), both annealed,
+    advantages normalised. SB3 has no REINFORCE, so there is no peer run; the published anchors are MuJoCo
+    only (Tianshou's REINFORCE, ~400 on Hopper at 3M steps). Return = mean of the last 100 training episodes /
+    deterministic evaluation over 10 episodes:
+
+        seed   ours
+        1      437 / 500
+        2      447 / 500
+        3      348 / 500
+        4      401 / 500
+        5      439 / 500
+        6      424 / 500
+        7      460 / 496
+        8      409 / 500
+        9      456 / 500
+        10     436 / 500
+        mean   426 / 500
+
+    Floors: last-100 mean >= 300 and evaluation >= 450, cleared by 10 of our 10 seeds. The test runs seed 3,
+    the weakest of them on the last-100 metric.
     """
     summary = reinforce.main(
         reinforce.Args(
             env_id="CartPole-v1",
-            seed=1,
+            seed=3,
             total_timesteps=100_000,
             num_envs=4,
             num_steps=1000,
@@ -339,5 +372,5 @@ def test_learns_cartpole():
             progress_every=1e9,
         )
     )
-    assert np.mean(summary["episodic_returns"][-100:]) >= 0
-    assert np.mean(summary["eval_returns"]) >= 0
+    assert np.mean(summary["episodic_returns"][-100:]) >= 300
+    assert np.mean(summary["eval_returns"]) >= 450
