@@ -10,9 +10,10 @@ Each iteration:
   4) refit the baseline: vf_iters full-batch Adam steps on 1/|D| sum_t (V_phi(s_t) - G_t)^2
   5) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
 
-Reading order: Args -> environment -> normalisation -> networks -> REINFORCE math (pure functions that the
-tests import) -> main(). Blocks marked `# === shared: NAME ===` are byte-identical in every script
-that carries them (tests/test_drift.py checks); the algorithm lives between them.
+Reading order: Args -> environment -> normalisation -> networks (Agent for the update, HostPolicy for
+acting) -> REINFORCE math (pure functions that the tests import) -> main() -> plumbing (command line, errors,
+checkpoints, logging, evaluation: nothing REINFORCE-specific). Blocks marked `# === shared: NAME ===` are
+byte-identical in every script that carries them (tests/test_drift.py checks); the algorithm lives between.
 
 Run:  python reinforce.py --env-id Hopper-v5          (continuous, MuJoCo)
       python reinforce.py --env-id CartPole-v1 --total-timesteps 200000 --num-steps 1000 --learning-rate 3e-3
@@ -412,8 +413,8 @@ def policy_gradient_loss(logprobs: torch.Tensor, advantages: torch.Tensor) -> to
     episodes lengthen (CartPole: 10 to 500 steps): Adam's step barely depends on it, a --max-grad-norm
     threshold means the same at any episode length, and there is no value coefficient to rebalance, since
     V_phi is fitted in separate steps.
-    The gamma^t factor of the discounted objective's gradient is dropped, as in the usual form (Spinning
-    Up, SB3, the notes' practical algorithm): late steps count as much as early ones. With it, the estimate
+    The gamma^t factor of the discounted objective's gradient is dropped, as in the notes' common form and
+    in Spinning Up's VPG, Tianshou's REINFORCE and SB3's A2C: late steps count as much as early ones. With it, the estimate
     is unbiased for grad sum_t gamma^t r_t; without it, it is biased for that objective (Thomas, 2014) but
     does not starve the states that a long episode only reaches late.
     """
@@ -425,7 +426,7 @@ def value_loss(new_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
     return ((new_values - returns) ** 2).mean()
 
 
-def reinforce_loss(agent: "Agent", b_obs: torch.Tensor, b_actions: torch.Tensor, b_advantages: torch.Tensor):
+def reinforce_loss(agent: Agent, b_obs: torch.Tensor, b_actions: torch.Tensor, b_advantages: torch.Tensor):
     """The policy-gradient loss on the batch, and the policy's mean entropy (a diagnostic, no bonus)."""
     _, newlogprob, entropy, _ = agent.get_action_and_value(b_obs, b_actions)
     return policy_gradient_loss(newlogprob, b_advantages), entropy.mean().detach()
