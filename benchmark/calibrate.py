@@ -108,7 +108,7 @@ def run_ours(case: dict, seed: int) -> dict:
         "--progress-every",
         "1e9",
         "--exp-name",
-        "calibration",
+        f"calibration-{case['script'][:-3]}",
     ]
     workdir = os.path.join(HERE, "results", "calibration_runs")
     os.makedirs(workdir, exist_ok=True)
