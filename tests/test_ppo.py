@@ -446,30 +446,31 @@ def test_learns_cartpole():
     Calibrated offline with `python benchmark/calibrate.py ppo-cartpole --seeds 10` (results in
     benchmark/results/calibration_ppo-cartpole.jsonl): CleanRL's classic-control settings (4 envs x 128
     steps, 4 minibatches, 4 epochs, lr 2.5e-4 annealed, ent 0.01, clip 0.2, value clipping), and SB3's PPO with
-    the same hyper-parameters mapped one to one (SB3 differs in two details it cannot be told: its value
-    loss has no 1/2 factor and keeps only the clipped term). Return = mean of the last 100 training episodes /
+    the hyper-parameters mapped one to one by benchmark/run.py (vf_coef halved, since SB3's value loss has no
+    1/2; the annealed rate shifted to match ours iteration by iteration; SB3's value clipping keeps only the
+    clipped term, a difference no flag removes). Return = mean of the last 100 training episodes /
     deterministic evaluation over 10 episodes:
 
         seed   ours        SB3 PPO
-        1      218 / 461   218 / 278
-        2      225 / 464   265 / 500
-        3      188 / 302   244 / 483
-        4      230 / 430   209 / 436
-        5      202 / 406   235 / 464
-        6      206 / 307   225 / 468
-        7      199 / 450   238 / 487
-        8      223 / 466   224 / 482
-        9      190 / 416   207 / 393
-        10     208 / 296   222 / 449
-        mean   209 / 400   229 / 444
+        1      183 / 432   211 / 338
+        2      222 / 464   221 / 433
+        3      202 / 453   179 / 436
+        4      188 / 417   288 / 482
+        5      231 / 440   239 / 446
+        6      204 / 446   247 / 452
+        7      274 / 491   187 / 293
+        8      209 / 371   226 / 464
+        9      245 / 478   192 / 360
+        10     198 / 464   186 / 358
+        mean   216 / 446   218 / 406
 
-    Floors: last-100 mean >= 170 and evaluation >= 250, cleared by 10 of our 10 seeds. The test runs seed 3,
+    Floors: last-100 mean >= 170 and evaluation >= 300, cleared by 10 of our 10 seeds. The test runs seed 1,
     the weakest of them on the last-100 metric.
     """
     summary = ppo.main(
         ppo.Args(
             env_id="CartPole-v1",
-            seed=3,
+            seed=1,
             total_timesteps=50_000,
             num_envs=4,
             num_steps=128,
@@ -482,4 +483,4 @@ def test_learns_cartpole():
         )
     )
     assert np.mean(summary["episodic_returns"][-100:]) >= 170
-    assert np.mean(summary["eval_returns"]) >= 250
+    assert np.mean(summary["eval_returns"]) >= 300
