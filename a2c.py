@@ -712,13 +712,17 @@ def cli(args_type):
 
 
 def new_run_name(args) -> str:
-    """<env>__<exp_name>__<seed>__<unix time>, with a suffix if a run of the same second exists already."""
+    """<env>__<exp_name>__<seed>__<unix time>, its folder under runs/ created here: atomically, so that two
+    runs started in the same second (by two processes, say) never share one; the second gets a suffix."""
     base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     name, n = base, 1
-    while os.path.exists(os.path.join("runs", name)):
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    while True:
+        try:
+            os.makedirs(os.path.join("runs", name))
+            return name
+        except FileExistsError:
+            n += 1
+            name = f"{base}-{n}"
 
 
 def seed_everything(seed: int, torch_deterministic: bool) -> None:

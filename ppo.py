@@ -485,10 +485,12 @@ def validate_args(args: Args) -> None:
     if args.total_timesteps < batch_size and not args.eval_checkpoint:
         fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch (num_envs * num_steps = {batch_size})")
     # === end shared: validate-on-policy ===
+    # === shared: validate-minibatches ===
     if args.num_minibatches < 1 or batch_size % args.num_minibatches:
         fail(f"--num-minibatches {args.num_minibatches} does not divide the batch (num_envs * num_steps = {batch_size})")
     if args.update_epochs < 1:
         fail(f"--update-epochs must be at least 1, got {args.update_epochs}")
+    # === end shared: validate-minibatches ===
     if args.clip_coef <= 0:
         fail(f"--clip-coef must be positive, got {args.clip_coef}")
 
@@ -564,6 +566,7 @@ def main(args: Args) -> dict:
         save_checkpoint(path, state)
         return path
 
+    # === shared: rollout-storage ===
     # Rollout storage, allocated once on the host, where the environment and the HostPolicy act; one copy to
     # the device per iteration, for the update.
     T, N = args.num_steps, args.num_envs
@@ -575,9 +578,11 @@ def main(args: Args) -> dict:
     rewards = np.zeros((T, N), np.float32)  # scaled rewards
     terminations = np.zeros((T, N), np.float32)
     dones = np.zeros((T, N), np.float32)  # terminated or truncated
+    # === end shared: rollout-storage ===
     hp = {k: getattr(args, k) for k in ("norm_adv", "clip_coef", "clip_vloss", "ent_coef", "vf_coef")}
     logger = Logger(args, run_name, run_dir, global_step)
     loss_fn = maybe_compile(ppo_loss, args.compile, logger)
+    # === shared: rollout ===
     if isinstance(envs.single_action_space, gym.spaces.Box):
         action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
@@ -616,6 +621,7 @@ def main(args: Args) -> dict:
             torch.as_tensor(x, device=device) for x in (rewards, values, next_values, terminations, dones)
         )
         advantages, returns = compute_gae(b_rewards, b_values, b_next_values, b_terminations, b_dones, args.gamma, args.gae_lambda)
+        # === end shared: rollout ===
 
         # 3) update_epochs passes of minibatch Adam over the flattened batch
         b_obs = torch.as_tensor(obs, device=device).reshape(batch_size, obs_dim)  # (T * N, obs_dim)
