@@ -1,0 +1,889 @@
+"""SAC: Soft Actor-Critic (Haarnoja et al., 2018, "Soft Actor-Critic Algorithms and Applications",
+arXiv:1812.05905): twin critics, Polyak-averaged targets, automatic temperature.
+
+Each environment step:
+  1) act: uniform random actions for the first learning_starts transitions, then a ~ pi(.|s)
+  2) step the envs; store (s, a, r, s', terminated) in the replay buffer, s' being the true final observation
+     where an episode ended (SAME_STEP autoreset: no reset step ever enters the buffer)
+  3) gradient_steps updates (default: one per transition): sample a batch; J_Q on both critics and, every
+     policy_frequency-th update, J_pi and J(alpha); one Adam step for all of them
+  4) every target_network_frequency-th update, Polyak-average the target critics: Q_targ <- (1 - tau) Q_targ + tau Q
+  5) log, checkpoint; after the last step, evaluate the deterministic action a = tanh(mu(s)), rescaled
+
+From the lecture notes (SAC v1, arXiv:1801.01290) to this file (SAC v2). The notes train three networks:
+  J_V(psi)    = E_s[ 1/2 (V_psi(s) - E_{a~pi}[Q(s, a) - log pi(a|s)])^2 ]
+  J_Q(theta)  = E_{s,a}[ 1/2 (Q_theta(s, a) - (r + gamma E_{s'}[V_psi_targ(s')]))^2 ]
+  J_pi(phi)   = E_{s,eps}[ log pi_phi(f_phi(eps; s)|s) - Q_theta(s, f_phi(eps; s)) ]
+v2 drops V: its regression target, sampled at s' with a' ~ pi(.|s'), goes straight into Q's target,
+  y = r + gamma (1 - terminated) (min_i Q_targ_i(s', a') - alpha log pi(a'|s'))          (soft_target)
+and the Polyak-averaged V_psi_targ becomes two Polyak-averaged critics. J_Q is the notes' J_Q with this y, once
+per critic (qf_loss = J_Q1 + J_Q2); J_pi is the notes' with the temperature alpha and the smaller critic,
+  J_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)],  a = f(eps; s) = bias + scale * tanh(mu(s) + sigma(s) eps),
+and alpha, fixed in the notes (as a reward scale), is tuned toward the target entropy -dim(A) by
+  J(alpha) = E[alpha (-log pi(a|s) - target_entropy)],  log pi detached                      (alpha_loss)
+
+Speed (benchmark/speed_sac.py compares with Stable-Baselines3): the two critics are one module whose weights are
+stacked (2, out, in), so one batched matmul evaluates both; J_Q, J_pi and J(alpha) are summed and take one
+backward pass and one fused Adam step (their gradients touch disjoint parameters: the critics' weights are
+detached inside J_pi), the Polyak update is lerp_, and nothing in the update waits on the host: the losses are
+read (.tolist(), one sync) only every log_every steps.
+
+Reading order: Args -> environment -> networks -> SAC math (pure functions that the tests import) -> replay
+buffer -> main(). Blocks marked `# === shared: NAME ===` are byte-identical in every script that carries them
+(tests/test_drift.py checks); the algorithm lives between them.
+
+Run:  python sac.py --env-id Hopper-v5
+      python sac.py --env-id Pendulum-v1 --total-timesteps 20000 --learning-starts 1000
+      python sac.py --eval-checkpoint runs/<run>/sac.pt --capture-video
+"""
+
+# === shared: imports ===
+import json
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+# === end shared: imports ===
+
+
+@dataclass
+class Args:
+    # === shared: args-head ===
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment; part of the run name runs/<env>__<exp_name>__<seed>__<time>"""
+    seed: int = 1
+    """seeds Python, NumPy, torch, the env resets and the action space"""
+    torch_deterministic: bool = True
+    """set torch.backends.cudnn.deterministic and use deterministic algorithms"""
+    cuda: bool = False
+    """put networks and storage on the GPU when one is present (falls back to the CPU). Off by default:
+    networks this small with few envs run faster on the CPU"""
+    torch_threads: int = 1
+    """torch CPU threads; 1 is fastest for small networks, and two contending threads on 2 cores are
+    many times slower"""
+    track: bool = False
+    """log to Weights & Biases (WANDB_MODE=offline works without an account; `wandb sync` later)"""
+    wandb_project_name: str = "policy-gradients"
+    """the W&B project"""
+    wandb_entity: str | None = None
+    """the W&B entity (team or user); None uses your default"""
+    capture_video: bool = False
+    """record mp4s of env 0's episodes to videos/<run> (and of evaluation episodes); logged to W&B"""
+    save_model: bool = False
+    """write runs/<run>/<script>.pt at the end of training"""
+    save_every: int = 0
+    """also write that checkpoint every this many environment steps (0: never)"""
+    resume: str | None = None
+    """continue training from this checkpoint (its args are the defaults; flags given override them)"""
+    eval_checkpoint: str | None = None
+    """evaluate this checkpoint (no training), with its normalisation statistics frozen"""
+    eval_episodes: int = 10
+    """episodes of the deterministic (mean-action) evaluation after training; 0 skips it"""
+    progress_every: float = 10.0
+    """seconds between two progress lines on stdout"""
+    env_id: str = "Hopper-v5"
+    """gymnasium id, or `module:EnvName-v0` to import a module that registers it"""
+    env_kwargs: str = "{}"
+    """keyword arguments for gym.make, as JSON, e.g. '{"max_episode_steps": 500}'"""
+    total_timesteps: int = 1_000_000
+    """budget in environment transitions, summed over the sub-envs"""
+    num_envs: int = 1
+    """parallel sub-environments (gymnasium SyncVectorEnv)"""
+    # === end shared: args-head ===
+    buffer_size: int = 1_000_000
+    """replay buffer capacity in transitions; the oldest are overwritten first (CleanRL, SB3: 1e6)"""
+    learning_starts: int = 5_000
+    """transitions of uniform random actions before the first update (CleanRL: 5e3; SB3: 100; RL Zoo MuJoCo
+    and Spinning Up: 1e4); counted over all sub-envs, as global_step"""
+    batch_size: int = 256
+    """transitions per gradient step, sampled uniformly with replacement (CleanRL, SB3: 256)"""
+    gradient_steps: int | None = None
+    """gradient steps after each vector step; None: num_envs, i.e. one per transition (update-to-data ratio 1,
+    as CleanRL and SB3 with one env)"""
+    learning_rate: float = 3e-4
+    """Adam step size of the actor, the critics and log alpha (SAC paper, SB3: 3e-4; CleanRL: 3e-4 for the actor,
+    1e-3 for the critics and alpha)"""
+    gamma: float = 0.99
+    """gamma: discount factor, in (0, 1]"""
+    tau: float = 0.005
+    """tau: Polyak coefficient of the target critics, in (0, 1]; 1 copies (CleanRL, SB3: 0.005)"""
+    policy_frequency: int = 1
+    """update the actor and alpha every this many gradient steps (SB3, the paper: 1; CleanRL: 2, then doing 2
+    actor updates at once; here a delay d > 1 simply updates the actor d times less often, as in TD3)"""
+    target_network_frequency: int = 1
+    """Polyak-average the target critics every this many gradient steps (CleanRL, SB3: 1)"""
+    autotune: bool = True
+    """tune alpha toward the target entropy -dim(A), starting from alpha = 1 (CleanRL, SB3)"""
+    alpha: float = 0.2
+    """alpha: the fixed temperature with --no-autotune (CleanRL, Spinning Up: 0.2); must be positive"""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """widths of the hidden layers of the actor and of each critic (CleanRL, SB3: 256-256)"""
+    activation: str = "relu"
+    """hidden activation: relu (CleanRL, SB3) or tanh"""
+    log_std_min: float = -5.0
+    """lower bound of log sigma; the actor squashes its log-std into [min, max] with tanh (CleanRL: -5, 2; SB3 and
+    Spinning Up clamp to [-20, 2] instead)"""
+    log_std_max: float = 2.0
+    """upper bound of log sigma"""
+    adam_eps: float = 1e-8
+    """Adam epsilon (PyTorch's default, as CleanRL and SB3 use for SAC)"""
+    log_every: int = 1_000
+    """write the losses and charts/SPS every this many environment steps; each write reads the losses off the
+    device once (the only host sync in the updates)"""
+
+
+# === shared: environment ===
+def make_env(env_id: str, env_kwargs: dict, idx: int, capture_video: bool, video_dir: str, record_all: bool = False):
+    """A thunk building one sub-env; env 0 records video when asked (headless: MUJOCO_GL=egl)."""
+
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
+            trigger = (lambda episode: True) if record_all else None  # None: gymnasium's cubic schedule
+            env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=trigger, disable_logger=True)
+        else:
+            env = gym.make(env_id, **env_kwargs)
+        return env
+
+    return thunk
+
+
+def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
+    """num_envs sub-envs in SAME_STEP autoreset mode.
+
+    Gymnasium 1.x's default, NEXT_STEP, spends the step after an episode's end on the reset (action ignored,
+    reward 0): not a transition. SAME_STEP resets inside the step that ends the episode instead, returns the
+    new episode's first observation and puts the true final one in infos["final_obs"]. So every step this
+    env returns is a real transition and global_step counts transitions exactly.
+    Episode statistics arrive as infos["episode"] with the mask infos["_episode"].
+    """
+    env_kwargs = json.loads(args.env_kwargs)
+    video_dir = os.path.join("videos", run_name)
+    thunks = [make_env(args.env_id, env_kwargs, i, args.capture_video, video_dir, record_all) for i in range(num_envs)]
+    envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)  # we never write to obs
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+# === end shared: environment ===
+
+# === shared: mlp ===
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+def layer_init(layer: nn.Linear, gain: float, bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights, constant bias (Implementation Matters, Engstrom et al. 2020)."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """Linear layers with an activation between them. forward() is a plain loop over F.linear rather than
+    nn.Sequential: the same function without nn.Module's per-layer call overhead, a third faster for
+    networks this small (the rollout calls it once per environment step)."""
+
+    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
+        super().__init__()
+        sizes = (in_dim, *hidden_sizes)
+        hidden = [layer_init(nn.Linear(i, o), hidden_gain) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.layers = nn.ModuleList([*hidden, layer_init(nn.Linear(sizes[-1], out_dim), out_gain)])
+        self.activation = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers[:-1]:
+            x = self.activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+
+
+# === end shared: mlp ===
+
+
+class Actor(nn.Module):
+    """pi(a|s): u ~ N(mu(s), sigma(s)^2), a = action_bias + action_scale * tanh(u), so a lies in [low, high].
+
+    One MLP outputs mu and the unbounded log-std side by side (the same function as CleanRL's two heads);
+    log sigma is squashed into [log_std_min, log_std_max] with tanh, which keeps a gradient everywhere."""
+
+    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, args):
+        super().__init__()
+        action_dim = action_low.shape[0]
+        self.net = MLP(obs_dim, args.hidden_sizes, 2 * action_dim, args.activation, 1.0, 1.0)
+        for layer in self.net.layers:  # PyTorch's default init, as CleanRL and SB3 (MLP's orthogonal one is PPO's)
+            layer.reset_parameters()
+        low, high = (torch.as_tensor(x, dtype=torch.float32) for x in (action_low, action_high))
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+        self.log_std_centre = (args.log_std_max + args.log_std_min) / 2
+        self.log_std_half_range = (args.log_std_max - args.log_std_min) / 2
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mu(s) and log sigma(s), each (B, A)."""
+        mean, log_std = self.net(x).chunk(2, -1)
+        # log sigma = min + (max - min) (tanh(x) + 1) / 2, written as centre + half-range * tanh(x)
+        log_std = self.log_std_centre + self.log_std_half_range * torch.tanh(log_std)
+        return mean, log_std
+
+    def sample(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a ~ pi(.|s), reparameterised, and log pi(a|s): (B, A), (B,)."""
+        mean, log_std = self(x)
+        return sample_action(mean, log_std, self.action_scale, self.action_bias)
+
+
+class HostPolicy:
+    """The policy that acts in the environment: NumPy views of the actor's current weights (as ppo.py's).
+
+    One action per environment step for num_envs observations: at that size torch spends its time on per-operation
+    overhead, while NumPy does the same arithmetic in a fraction of it. On the CPU the arrays share memory with the
+    actor's parameters, so each Adam step (in place) shows through at once; on a GPU they are copies, rebuilt after
+    the updates. tests/test_sac.py checks it against Actor."""
+
+    def __init__(self, actor: Actor):
+        def host(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy()
+
+        self.layers = [(host(layer.weight).T, host(layer.bias)) for layer in actor.net.layers]
+        self.activation = np.tanh if actor.net.activation is torch.tanh else (lambda x: np.maximum(x, 0))
+        self.action_scale, self.action_bias = host(actor.action_scale), host(actor.action_bias)
+        self.log_std_centre, self.log_std_half_range = actor.log_std_centre, actor.log_std_half_range
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """mu(s) and log sigma(s) for a batch (N, obs_dim), as Actor.forward."""
+        for weight, bias in self.layers[:-1]:
+            x = self.activation(x @ weight + bias)
+        mean, log_std = np.split(x @ self.layers[-1][0] + self.layers[-1][1], 2, -1)
+        return mean, self.log_std_centre + self.log_std_half_range * np.tanh(log_std)
+
+    def act(self, x: np.ndarray) -> np.ndarray:
+        """a ~ pi(.|s) = bias + scale * tanh(mu + sigma * eps), eps ~ N(0, I) from NumPy's global RNG: (N, A)."""
+        mean, log_std = self.forward(x)
+        eps = np.random.standard_normal(mean.shape).astype(np.float32)
+        return self.action_bias + self.action_scale * np.tanh(mean + np.exp(log_std) * eps)
+
+    def act_deterministic(self, x: np.ndarray) -> np.ndarray:
+        """The evaluation action: tanh(mu(s)), rescaled to the bounds."""
+        return self.action_bias + self.action_scale * np.tanh(self.forward(x)[0])
+
+
+def float32(obs: np.ndarray) -> np.ndarray:
+    """SAC feeds the networks raw observations (no normalisation, as CleanRL and SB3): evaluate() takes this in
+    place of the on-policy scripts' ObsNormalizer."""
+    return obs.astype(np.float32)
+
+
+class TwinQNetwork(nn.Module):
+    """Q_1 and Q_2 (CleanRL's qf1 and qf2) as one module. Each layer holds the two critics' weights stacked,
+    (2, out, in), so that one batched matmul (torch.baddbmm) evaluates both: the arithmetic of two networks in the
+    operator calls of one. The critics keep their own initialisation, parameters and Adam moments; the output's
+    row 0 is Q_1 (qf1), row 1 is Q_2 (qf2)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...], activation: str):
+        super().__init__()
+        sizes = (obs_dim + action_dim, *hidden_sizes, 1)
+        # Two nn.Linear per layer for PyTorch's default init (CleanRL, SB3), stacked into one parameter
+        pairs = [(nn.Linear(i, o), nn.Linear(i, o)) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+        with torch.no_grad():
+            self.weights = nn.ParameterList([torch.stack([qf1.weight, qf2.weight]) for qf1, qf2 in pairs])  # (2, out, in)
+            self.biases = nn.ParameterList([torch.stack([qf1.bias, qf2.bias]).unsqueeze(1) for qf1, qf2 in pairs])  # (2, 1, out)
+        # In place: one (2, B, hidden) tensor fewer to allocate per layer (baddbmm's backward never reads its output)
+        self.activation_ = {"relu": torch.relu_, "tanh": torch.tanh_}[activation]
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """Q_1(s, a) and Q_2(s, a): (B, obs_dim), (B, A) -> (2, B). detach_params: the gradient reaches the inputs
+        (the actor, through a) but not the critics' weights."""
+        x = torch.cat([obs, action], -1).expand(2, -1, -1)  # (2, B, obs_dim + A): the same input to both
+        last = len(self.weights) - 1
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
+            if detach_params:
+                weight, bias = weight.detach(), bias.detach()
+            x = torch.baddbmm(bias, x, weight.transpose(1, 2))  # (2, B, out)
+            if i < last:
+                x = self.activation_(x)
+        return x.squeeze(-1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# SAC math: pure functions of tensors (tests/test_sac.py checks each against an independent answer)
+# ---------------------------------------------------------------------------------------------------
+LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
+LOG_2 = float(np.log(2.0))
+
+
+def squashed_log_prob(u: torch.Tensor, eps: torch.Tensor, log_std: torch.Tensor, action_scale: torch.Tensor) -> torch.Tensor:
+    """log pi(a|s) of a = bias + scale * tanh(u), u = mu + sigma * eps ~ N(mu, sigma^2), by the change of variables
+    on the pre-squash sample u, summed over action dimensions: (B, A) -> (B,).
+
+    log pi(a|s) = sum_i [ log N(u_i | mu_i, sigma_i^2) - log(1 - tanh(u_i)^2) - log scale_i ]
+    log N(u | mu, sigma^2) = log N(eps | 0, 1) - log sigma: eps = (u - mu) / sigma is the noise drawn, a constant
+    to autograd, so this form costs no backward pass through mu.
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)): exact, and finite where tanh(u) rounds to +-1.
+    """
+    log_det_tanh = 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
+    log_prob = (-0.5 * eps**2 - log_std - log_det_tanh).sum(-1)
+    return log_prob - (u.shape[-1] * LOG_SQRT_2PI + torch.log(action_scale).sum())
+
+
+def sample_action(mean: torch.Tensor, log_std: torch.Tensor, action_scale: torch.Tensor, action_bias: torch.Tensor):
+    """a = f(eps; s) = bias + scale * tanh(mu + sigma * eps), eps ~ N(0, I): the reparameterisation trick, so the
+    gradient of J_pi flows through the sample. Returns a (B, A) and log pi(a|s) (B,)."""
+    eps = torch.randn_like(mean)
+    u = mean + log_std.exp() * eps
+    return action_bias + action_scale * torch.tanh(u), squashed_log_prob(u, eps, log_std, action_scale)
+
+
+def soft_target(
+    rewards: torch.Tensor,
+    terminations: torch.Tensor,
+    next_q_min: torch.Tensor,
+    next_log_pi: torch.Tensor,
+    alpha: torch.Tensor | float,
+    gamma: float,
+) -> torch.Tensor:
+    """The soft Bellman target, (B,) tensors. next_q_min = min_i Q_targ_i(s', a') and next_log_pi = log pi(a'|s')
+    with a' ~ pi(.|s'), s' the true next observation (the final one at a truncation). Only a termination cuts the
+    bootstrap: a time-limit truncation is not the end of the task."""
+    # y = r + gamma * (1 - terminated) * (min_i Q_targ_i(s', a') - alpha * log pi(a'|s'))
+    return rewards + gamma * (1.0 - terminations) * (next_q_min - alpha * next_log_pi)
+
+
+def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """J(alpha) = E[alpha * (-log pi(a|s) - target_entropy)], log pi detached, optimised through log alpha
+    (alpha = exp(log alpha) stays positive). Its gradient in alpha is the entropy estimate minus the target:
+    an entropy above the target lowers alpha, one below raises it (CleanRL PR #414: alpha, not log alpha)."""
+    return (log_alpha.exp() * (-log_pi.detach() - target_entropy)).mean()
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Polyak averaging, in place: theta_targ <- (1 - tau) theta_targ + tau theta (lerp_, one op per tensor)."""
+    for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
+        target_param.lerp_(param, tau)
+
+
+def sac_losses(actor: Actor, qf: TwinQNetwork, qf_target: TwinQNetwork, log_alpha: torch.Tensor, batch, hp: dict) -> tuple:
+    """J_Q for both critics and, with hp["update_actor"], J_pi and J(alpha), all from the same pre-update networks
+    (as in rlkit's SAC): the sum needs one backward pass, each term reaching only its own parameters. Returns the
+    loss and a dict of detached diagnostics."""
+    obs, actions, rewards, terminations, next_obs = batch
+    alpha = log_alpha.exp().detach()
+    with torch.no_grad():
+        next_actions, next_log_pi = actor.sample(next_obs)  # a' ~ pi(.|s')
+        next_q_min = qf_target(next_obs, next_actions).min(0).values
+        y = soft_target(rewards, terminations, next_q_min, next_log_pi, alpha, hp["gamma"])
+    # J_Q = sum_i 1/2 E[(Q_i(s, a) - y)^2], a from the buffer
+    q_values = qf(obs, actions)  # (2, B)
+    qf_loss = 0.5 * ((q_values - y) ** 2).mean(1).sum()
+    stats = {"losses/qf1_values": q_values[0].mean(), "losses/qf2_values": q_values[1].mean(), "losses/qf_loss": qf_loss}
+    loss = qf_loss
+    if hp["update_actor"]:
+        # J_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(.|s) reparameterised; the critics are held fixed
+        pi, log_pi = actor.sample(obs)
+        min_q_pi = qf(obs, pi, detach_params=True).min(0).values
+        actor_loss = (alpha * log_pi - min_q_pi).mean()
+        loss = loss + actor_loss
+        stats |= {"losses/actor_loss": actor_loss, "losses/alpha": alpha}
+        if hp["autotune"]:
+            entropy_loss = alpha_loss(log_alpha, log_pi, hp["target_entropy"])
+            loss = loss + entropy_loss
+            stats["losses/alpha_loss"] = entropy_loss
+    return loss, {k: v.detach() for k, v in stats.items()}
+
+
+class ReplayBuffer:
+    """(s, a, r, s', terminated), preallocated on the device as a ring of `capacity` transitions. s' is each
+    transition's own next observation: the true final one where an episode ended, never the next episode's first.
+    Actions are stored as the env took them (rescaled to [low, high]), which is what the critics see."""
+
+    def __init__(self, capacity: int, obs_dim: int, action_dim: int, device: torch.device):
+        self.obs = torch.zeros((capacity, obs_dim), device=device)  # (C, obs_dim)
+        self.actions = torch.zeros((capacity, action_dim), device=device)  # (C, A)
+        self.rewards = torch.zeros(capacity, device=device)  # (C,)
+        self.terminations = torch.zeros(capacity, device=device)  # (C,)
+        self.next_obs = torch.zeros((capacity, obs_dim), device=device)  # (C, obs_dim)
+        self.capacity, self.pos, self.size, self.device = capacity, 0, 0, device
+
+    def add(self, obs, actions, rewards, terminations, next_obs) -> None:
+        """One vector step's transitions, each (N, ...): tensors on the device or NumPy arrays."""
+        n, end = obs.shape[0], self.pos + obs.shape[0]
+        rows = slice(self.pos, end) if end <= self.capacity else torch.arange(self.pos, end, device=self.device) % self.capacity
+        for storage, x in zip(self.fields(), (obs, actions, rewards, terminations, next_obs), strict=True):
+            storage[rows] = torch.as_tensor(x, dtype=torch.float32, device=self.device)
+        self.pos, self.size = (self.pos + n) % self.capacity, min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """batch_size transitions drawn uniformly with replacement (CleanRL, SB3)."""
+        idx = torch.randint(self.size, (batch_size,), device=self.device)
+        return tuple(storage[idx] for storage in self.fields())
+
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        return self.obs, self.actions, self.rewards, self.terminations, self.next_obs
+
+
+def validate_args(args: Args) -> None:
+    """Bad input fails here, before any env is built or a step is taken."""
+    # === shared: validate-common ===
+    for flag in ("total_timesteps", "num_envs", "torch_threads"):
+        if getattr(args, flag) < 1:
+            fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.eval_episodes < 0 or args.save_every < 0:
+        fail("--eval-episodes and --save-every must be non-negative")
+    if not args.learning_rate > 0:
+        fail(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not 0 < args.gamma <= 1:
+        fail(f"--gamma must be in (0, 1], got {args.gamma}")
+    if args.activation not in ACTIVATIONS:
+        fail(f"--activation must be one of {sorted(ACTIVATIONS)}, got {args.activation!r}")
+    # === end shared: validate-common ===
+    for flag in ("buffer_size", "batch_size", "policy_frequency", "target_network_frequency", "log_every"):
+        if getattr(args, flag) < 1:
+            fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.gradient_steps is not None and args.gradient_steps < 1:
+        fail(f"--gradient-steps must be at least 1, got {args.gradient_steps}")
+    if args.batch_size > args.buffer_size:
+        fail(f"--batch-size {args.batch_size} is larger than the replay buffer (--buffer-size {args.buffer_size})")
+    if not 0 <= args.learning_starts <= args.buffer_size:
+        fail(f"--learning-starts must be in [0, --buffer-size = {args.buffer_size}], got {args.learning_starts}")
+    budget = args.total_timesteps // args.num_envs * args.num_envs  # the transitions the run will take
+    if args.learning_starts >= budget and not args.eval_checkpoint:
+        fail(
+            f"--learning-starts {args.learning_starts} is not below the budget of {budget} transitions "
+            f"(--total-timesteps {args.total_timesteps}, --num-envs {args.num_envs}): the run would never update"
+        )
+    if not 0 < args.tau <= 1:
+        fail(f"--tau must be in (0, 1], got {args.tau}")
+    if not args.alpha > 0:
+        fail(f"--alpha must be positive, got {args.alpha}")
+    if not args.log_std_min < args.log_std_max:
+        fail(f"--log-std-min {args.log_std_min} must be below --log-std-max {args.log_std_max}")
+
+
+def check_action_space(envs: gym.vector.VectorEnv) -> None:
+    """SAC squashes a Gaussian into [low, high]: it needs a flat Box with finite bounds (and flat Box observations)."""
+    space = envs.single_action_space
+    if not isinstance(space, gym.spaces.Box):
+        takers = (
+            "; ppo.py, ppo_kl.py, a2c.py, trpo.py and reinforce.py take Discrete actions" if isinstance(space, gym.spaces.Discrete) else ""
+        )
+        fail(f"--env-id: SAC needs a Box action space, not {space}{takers}")
+    check_spaces(envs)
+    if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+        fail(f"--env-id: action space {space} is unbounded; SAC squashes its actions into [low, high] and needs finite bounds")
+
+
+def main(args: Args) -> dict:
+    """Train (or, with --eval-checkpoint, only evaluate). Returns a summary for tests and the benchmark."""
+    validate_args(args)
+    ckpt_path = args.resume or args.eval_checkpoint
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+    if ckpt is not None:
+        check_checkpoint_env(ckpt, args, ckpt_path)
+
+    torch.set_num_threads(args.torch_threads)
+    seed_everything(args.seed, args.torch_deterministic)
+    device = select_device(args.cuda)
+    run_name = ckpt["run_name"] if ckpt else new_run_name(args)
+    run_dir = os.path.join("runs", run_name)
+    envs = build_envs(args, run_name, args.num_envs)
+    check_action_space(envs)
+    obs_dim, action_space = envs.single_observation_space.shape[0], envs.single_action_space
+    action_dim = action_space.shape[0]
+    gradient_steps = args.num_envs if args.gradient_steps is None else args.gradient_steps
+    print(
+        f"{SCRIPT} on {args.env_id}: Box actions in [{action_space.low.min():g}, {action_space.high.max():g}], "
+        f"autotune={args.autotune}, {gradient_steps} gradient step(s) per vector step of {args.num_envs} transition(s)"
+    )
+    print(f"run dir: {run_dir}")
+
+    actor = Actor(obs_dim, action_space.low, action_space.high, args).to(device)
+    qf = TwinQNetwork(obs_dim, action_dim, args.hidden_sizes, args.activation).to(device)
+    qf_target = TwinQNetwork(obs_dim, action_dim, args.hidden_sizes, args.activation).to(device).requires_grad_(False)
+    qf_target.load_state_dict(qf.state_dict())
+    target_entropy = -float(action_dim)  # -dim(A), the paper's heuristic
+    log_alpha = torch.tensor(0.0 if args.autotune else float(np.log(args.alpha)), device=device, requires_grad=args.autotune)
+    # One Adam for the actor, both critics and log alpha: Adam is per parameter, so this is the paper's three
+    # optimisers (one step size) in one fused call. A parameter without a gradient (the actor between two
+    # policy_frequency steps) is skipped, its moments and step count untouched.
+    params = [*actor.parameters(), *qf.parameters(), *([log_alpha] if args.autotune else [])]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=args.adam_eps, fused=True)
+    global_step, update_step = 0, 0
+
+    if ckpt is not None:
+        actor.load_state_dict(ckpt["actor"])
+        qf.load_state_dict(ckpt["qf"])
+        qf_target.load_state_dict(ckpt["qf_target"])
+        with torch.no_grad():
+            log_alpha.copy_(ckpt["log_alpha"])
+    if args.eval_checkpoint:
+        returns = evaluate(actor, args, float32, run_name, args.eval_episodes)
+        print(
+            f"evaluation of {args.eval_checkpoint}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes"
+        )
+        envs.close()
+        return {"eval_returns": returns}
+    if args.resume:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        global_step, update_step = ckpt["global_step"], ckpt["update_step"]
+        set_rng_state(ckpt["rng"])
+        print(f"resumed {run_name} at step {global_step}; the replay buffer is not saved and refills before updates resume")
+
+    def checkpoint() -> str:
+        """Everything but the replay buffer (up to 1e6 transitions): a resumed run refills it, acting with the
+        restored policy, before it updates again."""
+        logger.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
+        path = os.path.join(run_dir, f"{SCRIPT[:-3]}.pt")
+        state = {
+            "script": SCRIPT,
+            "run_name": run_name,
+            "args": asdict(args),
+            "global_step": global_step,
+            "update_step": update_step,
+            "actor": actor.state_dict(),
+            "qf": qf.state_dict(),
+            "qf_target": qf_target.state_dict(),
+            "log_alpha": log_alpha.detach().cpu(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_state(),
+        }
+        save_checkpoint(path, state)
+        return path
+
+    rb = ReplayBuffer(args.buffer_size, obs_dim, action_dim, device)
+    hp = {"gamma": args.gamma, "autotune": args.autotune, "target_entropy": target_entropy}
+    logger = Logger(args, run_name, run_dir, global_step)
+    stats: dict[str, torch.Tensor] = {}
+
+    envs.action_space.seed(args.seed + global_step)
+    raw_obs, _ = envs.reset(seed=args.seed + global_step)
+    obs = float32(raw_obs)  # a copy: the vector env reuses its observation array (copy=False) on the next step
+    policy = HostPolicy(actor)
+    num_vector_steps = args.total_timesteps // args.num_envs
+    save_every_next = global_step + args.save_every if args.save_every else None
+    log_next = global_step + args.log_every
+    for _ in range(global_step // args.num_envs, num_vector_steps):
+        # 1) Act: uniform random during the warm-up, then a ~ pi(.|s), on the host
+        actions = envs.action_space.sample() if global_step < args.learning_starts else policy.act(obs)
+
+        # 2) Step; store s' = the true final observation where an episode ended (SAME_STEP autoreset has already
+        # reset that sub-env and returned the next episode's first observation)
+        raw_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        global_step += args.num_envs
+        next_obs = float32(raw_obs)
+        real_next_obs = next_obs
+        if "_final_obs" in infos and infos["_final_obs"].any():
+            real_next_obs = next_obs.copy()
+            for i in np.nonzero(infos["_final_obs"])[0]:
+                real_next_obs[i] = infos["final_obs"][i]
+        rb.add(obs, actions, rewards, terminations, real_next_obs)
+        obs = next_obs
+        logger.log_episodes(global_step, infos)
+
+        # 3) gradient_steps updates once the buffer holds learning_starts transitions (after a resume it refills)
+        if rb.size >= args.learning_starts:
+            for _ in range(gradient_steps):
+                update_step += 1
+                hp["update_actor"] = update_step % args.policy_frequency == 0
+                loss, step_stats = sac_losses(actor, qf, qf_target, log_alpha, rb.sample(args.batch_size), hp)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                stats |= step_stats
+                # 4) Target critics: Q_targ <- (1 - tau) Q_targ + tau Q
+                if update_step % args.target_network_frequency == 0:
+                    soft_update(qf_target, qf, args.tau)
+            if device.type != "cpu":
+                policy = HostPolicy(actor)  # a GPU's weights reach NumPy by copy: refresh them
+
+        # 5) Log, checkpoint
+        if global_step >= log_next:
+            log_next += args.log_every
+            values = torch.stack(list(stats.values())).tolist() if stats else []  # .tolist(): the one sync per log
+            logger.log(global_step, {**dict(zip(stats, values, strict=True)), "charts/SPS": logger.sps(global_step)})
+        logger.progress(global_step, args.total_timesteps, force=global_step == num_vector_steps * args.num_envs)
+        if save_every_next is not None and global_step >= save_every_next:
+            checkpoint()
+            save_every_next += args.save_every
+
+    summary = {"global_step": global_step, "run_dir": run_dir, "episodic_returns": logger.returns, "sps": logger.sps(global_step)}
+    summary["update_step"] = update_step
+    if args.save_model:
+        summary["checkpoint"] = checkpoint()
+        print(f"saved {summary['checkpoint']}")
+    envs.close()
+    if args.eval_episodes:
+        eval_returns = evaluate(actor, args, float32, run_name, args.eval_episodes)
+        logger.log(global_step, {"eval/episodic_return": np.mean(eval_returns)})
+        print(f"evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} over {len(eval_returns)} episodes")
+        summary["eval_returns"] = eval_returns
+    logger.close()
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------
+# Plumbing: command line, errors, seeding, device, checkpoints, logging, evaluation. The same in every
+# script of the collection; nothing here is SAC.
+# ---------------------------------------------------------------------------------------------------
+# === shared: plumbing ===
+SCRIPT = os.path.basename(__file__)
+
+
+def fail(message: str):
+    """Bad input: one line on stderr naming the flag, exit status 1, no traceback."""
+    raise SystemExit(f"{SCRIPT}: error: {message}")
+
+
+def cli(args_type):
+    """Parse the command line. Booleans also take W&B Sweeps' `--flag=True/False` form. With --resume or
+    --eval-checkpoint, the checkpoint's own args become the defaults, so `--eval-checkpoint PATH` alone
+    evaluates on the env it was trained on; flags given still override them."""
+    bools = {f.name.replace("_", "-") for f in fields(args_type) if f.type in (bool, "bool")}
+    argv = []
+    for token in sys.argv[1:]:
+        name, _, value = token.partition("=")
+        if name.startswith("--") and name[2:] in bools and value.lower() in ("true", "false"):
+            token = name if value.lower() == "true" else f"--no-{name[2:]}"
+        argv.append(token)
+    args = tyro.cli(args_type, args=argv)
+    path = args.resume or args.eval_checkpoint
+    if path:
+        saved = load_checkpoint(path)["args"]
+        defaults = args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
+    return args
+
+
+def new_run_name(args) -> str:
+    """<env>__<exp_name>__<seed>__<unix time>, its folder under runs/ created here: atomically, so that two
+    runs started in the same second (by two processes, say) never share one; the second gets a suffix."""
+    base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    name, n = base, 1
+    while True:
+        try:
+            os.makedirs(os.path.join("runs", name))
+            return name
+        except FileExistsError:
+            n += 1
+            name = f"{base}-{n}"
+
+
+def seed_everything(seed: int, torch_deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.backends.cudnn.deterministic = torch_deterministic
+
+
+def select_device(use_cuda: bool) -> torch.device:
+    device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
+    print(f"device: {device}" + (" (--cuda given, but no GPU is present)" if use_cuda and device.type == "cpu" else ""))
+    return device
+
+
+def check_spaces(envs: gym.vector.VectorEnv) -> bool:
+    """Flat Box observations; Discrete or flat Box actions. Returns whether the actions are discrete."""
+    obs_space, act_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        fail(
+            f"--env-id: observation space {obs_space} is not supported; wrap the env so that it returns a flat Box (gymnasium.wrappers.FlattenObservation)"
+        )
+    if isinstance(act_space, gym.spaces.Discrete):
+        return True
+    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
+        return False
+    fail(f"--env-id: action space {act_space} is not supported (Discrete or a flat Box)")
+
+
+def build_envs(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
+    try:
+        json.loads(args.env_kwargs)
+    except json.JSONDecodeError as e:
+        fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
+    try:
+        return make_vec_env(args, run_name, num_envs, record_all)
+    except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
+        fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only)."""
+    if not os.path.isfile(path):
+        fail(f"checkpoint {path!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
+    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
+        made_by = ckpt.get("script") if isinstance(ckpt, dict) else None
+        fail(f"checkpoint {path!r} was made by {made_by or 'something else'}, not {SCRIPT}")
+    return ckpt
+
+
+def check_checkpoint_env(ckpt: dict, args, path: str) -> None:
+    for key in ("env_id", "env_kwargs"):
+        if ckpt["args"][key] != getattr(args, key):
+            fail(f"checkpoint {path!r} was made for --{key.replace('_', '-')} {ckpt['args'][key]}, not {getattr(args, key)}")
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Atomic: write a temporary file, then rename over the old one; an interrupted save leaves the last
+    checkpoint intact."""
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "torch": torch.get_rng_state(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
+    torch.set_rng_state(state["torch"])
+
+
+class Logger:
+    """Every value goes to runs/<run>/metrics.jsonl ({"global_step": .., name: value} a line) and, with
+    --track, to W&B with global_step as the x-axis. A progress line reaches stdout every progress_every s."""
+
+    def __init__(self, args, run_name: str, run_dir: str, start_step: int):
+        self.args, self.run_name, self.run_dir = args, run_name, run_dir
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "args.json"), "w") as f:
+            json.dump(asdict(args), f, indent=2)
+        self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
+        self.returns: list[float] = []
+        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), start_step, 0.0, 0.0
+        self.videos_logged: set[str] = set()
+        self.wandb = None
+        if args.track:
+            import wandb
+
+            self.wandb = wandb.init(
+                project=args.wandb_project_name,
+                entity=args.wandb_entity,
+                name=run_name,
+                config=asdict(args),
+                save_code=True,
+                dir=run_dir,
+            )
+            self.wandb.define_metric("global_step")
+            self.wandb.define_metric("*", step_metric="global_step")
+
+    def log(self, global_step: int, metrics: dict) -> None:
+        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
+            self.wandb.log(record)
+
+    def log_episodes(self, global_step: int, infos: dict) -> None:
+        """Episode statistics from gymnasium's vector RecordEpisodeStatistics: infos["episode"] + "_episode"."""
+        if "_episode" in infos:
+            for i in np.nonzero(infos["_episode"])[0]:
+                ret, length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
+                self.returns.append(ret)
+                self.log(global_step, {"charts/episodic_return": ret, "charts/episodic_length": length})
+
+    def sps(self, global_step: int) -> int:
+        """Transitions per wall second in this process, updates included, compile time excluded."""
+        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
+
+    def progress(self, global_step: int, total: int, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last_print < self.args.progress_every:
+            return
+        self.last_print = now
+        sps = self.sps(global_step)
+        recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
+        left = max(total - global_step, 0) / max(sps, 1)
+        print(
+            f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
+            f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
+            flush=True,
+        )
+        self.file.flush()
+        self.upload_videos()
+
+    def upload_videos(self) -> None:
+        video_dir = os.path.join("videos", self.run_name)
+        if self.wandb is None or not os.path.isdir(video_dir):
+            return
+        for name in sorted(os.listdir(video_dir)):
+            if name.endswith(".mp4") and name not in self.videos_logged:
+                self.videos_logged.add(name)
+                self.wandb.log({"videos/episode": self.wandb_video(os.path.join(video_dir, name))})
+
+    def wandb_video(self, path: str):
+        import wandb
+
+        return wandb.Video(path, format="mp4")  # gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
+
+    def close(self) -> None:
+        self.upload_videos()
+        self.file.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
+    """torch.compile(fn) if enabled; on the first failure, warn and fall back to eager. The first call's
+    time (compilation) is excluded from charts/SPS."""
+    if not enabled:
+        return fn
+    compiled, first = torch.compile(fn), [True]
+
+    def call(*a, **kw):
+        nonlocal compiled
+        start = time.time()
+        try:
+            return compiled(*a, **kw)
+        except Exception as e:
+            if compiled is fn:
+                raise
+            print(f"warning: torch.compile failed ({type(e).__name__}); running eager", file=sys.stderr)
+            compiled = fn
+            return fn(*a, **kw)
+        finally:
+            if first[0] and logger is not None:
+                logger.excluded_time += time.time() - start
+            first[0] = False
+
+    return call
+
+
+def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
+    """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
+    statistics frozen, on a fresh env seeded apart from the training envs."""
+    envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    policy = HostPolicy(agent)
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    returns: list[float] = []
+    while len(returns) < episodes:
+        action = policy.act_deterministic(obs_norm(obs))
+        if isinstance(envs.single_action_space, gym.spaces.Box):
+            action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
+        obs, _, _, _, infos = envs.step(action)
+        if "_episode" in infos and infos["_episode"][0]:
+            returns.append(float(infos["episode"]["r"][0]))
+    envs.close()
+    return returns
+
+
+# === end shared: plumbing ===
+
+if __name__ == "__main__":
+    main(cli(Args))
