@@ -95,6 +95,13 @@ CASES = {
         "--vf-learning-rate 3e-3 --eval-episodes 10",
         "sb3": None,
     },
+    # SAC: SB3's SAC mapped one to one by run.py (log-std bound aside: SB3 clamps to [-20, 2], ours squashes into [-5, 2]).
+    "sac-pendulum": {
+        "script": "sac.py",
+        "flags": "--env-id Pendulum-v1 --total-timesteps 6000 --learning-starts 1000 --learning-rate 1e-3 --hidden-sizes 64 64 "
+        "--eval-episodes 10",
+        "sb3": "mapped",
+    },
 }
 
 
