@@ -86,7 +86,7 @@ class Args:
     num_steps: int = 4000
     """|D|: the least number of transitions in a batch, summed over the sub-envs, made of whole episodes
     (Spinning Up VPG: 4000 steps per epoch). Episodes that sub-envs start once the batch is full are
-    discarded unseen (none with one env)"""
+    discarded unseen (none with one env). The env must end its episodes: a time limit does"""
     learning_rate: float = 1e-3
     """Adam step size of the policy (Tianshou's REINFORCE on MuJoCo, whose ablation found 3e-4 slow)"""
     vf_learning_rate: float = 1e-3
