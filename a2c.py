@@ -581,19 +581,23 @@ def main(args: Args) -> dict:
         save_checkpoint(path, state)
         return path
 
+    # === shared: rollout-storage ===
     # Rollout storage, allocated once on the host, where the environment and the HostPolicy act; one copy to
     # the device per iteration, for the update.
     T, N = args.num_steps, args.num_envs
     obs = np.zeros((T, N, obs_dim), np.float32)  # (T, N, obs_dim), normalised
     actions = np.zeros((T, N) + envs.single_action_space.shape, envs.single_action_space.dtype)  # unclipped
+    logprobs = np.zeros((T, N), np.float32)  # log pi_old(a_t|s_t)
     values = np.zeros((T, N), np.float32)  # V(s_t)
     final_values = np.zeros((T, N), np.float32)  # V(true final obs) where an episode was truncated
     rewards = np.zeros((T, N), np.float32)  # scaled rewards
     terminations = np.zeros((T, N), np.float32)
     dones = np.zeros((T, N), np.float32)  # terminated or truncated
+    # === end shared: rollout-storage ===
     hp = {k: getattr(args, k) for k in ("norm_adv", "ent_coef", "vf_coef")}
     logger = Logger(args, run_name, run_dir, global_step)
     loss_fn = maybe_compile(a2c_loss, args.compile, logger)
+    # === shared: rollout ===
     if isinstance(envs.single_action_space, gym.spaces.Box):
         action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
 
@@ -604,13 +608,13 @@ def main(args: Args) -> dict:
     for iteration in range(start_iteration, num_iterations + 1):
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
-        policy = HostPolicy(agent)  # the current policy, acting on the host
+        policy = HostPolicy(agent)  # pi_old, acting on the host
 
-        # 1) Rollout: num_steps x num_envs transitions with the current policy
+        # 1) Rollout: num_steps x num_envs transitions with pi_old
         for step in range(args.num_steps):
             global_step += args.num_envs
             obs[step] = next_obs
-            actions[step], _, values[step] = policy.act(next_obs)
+            actions[step], logprobs[step], values[step] = policy.act(next_obs)
             env_action = np.clip(actions[step], action_low, action_high) if not discrete else actions[step]
             raw_obs, reward, terminated, truncated, infos = envs.step(env_action)
             done = terminated | truncated
@@ -625,14 +629,14 @@ def main(args: Args) -> dict:
                 final_values[step, idx] = policy.value(obs_norm(np.stack(infos["final_obs"][idx])))
             logger.log_episodes(global_step, infos)
 
-        # 2) Advantages: next_values[t] = V(s_{t+1}) of each transition's own next state. The values come from the
-        # host copy, outside any autograd graph: the targets R_t are constants for the update
+        # 2) Advantages: next_values[t] = V(s_{t+1}) of each transition's own next state
         next_values = np.concatenate([values[1:], policy.value(next_obs)[None]])
         next_values = np.where(dones.astype(bool), final_values, next_values)  # V(final obs) at truncations
         b_rewards, b_values, b_next_values, b_terminations, b_dones = (
             torch.as_tensor(x, device=device) for x in (rewards, values, next_values, terminations, dones)
         )
         advantages, returns = compute_gae(b_rewards, b_values, b_next_values, b_terminations, b_dones, args.gamma, args.gae_lambda)
+        # === end shared: rollout ===
 
         # 3) One gradient step on the whole batch
         b_obs = torch.as_tensor(obs, device=device).reshape(batch_size, obs_dim)  # (T * N, obs_dim)
@@ -644,7 +648,10 @@ def main(args: Args) -> dict:
         nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
         optimizer.step()
 
-        # 4) Log, checkpoint
+        # 4) Log, checkpoint. How far the step moved the policy: KL(pi_old || pi) on the batch, Schulman's k3
+        with torch.no_grad():
+            logratio = agent.get_action_and_value(b_obs, b_actions)[1] - torch.as_tensor(logprobs, device=device).reshape(-1)
+            approx_kl = ((logratio.exp() - 1) - logratio).mean().item()
         pg_loss, v_loss, entropy = stats.tolist()
         logger.log(
             global_step,
@@ -653,6 +660,7 @@ def main(args: Args) -> dict:
                 "losses/policy_loss": pg_loss,
                 "losses/value_loss": v_loss,
                 "losses/entropy": entropy,
+                "losses/approx_kl": approx_kl,
                 "losses/explained_variance": explained_variance(b_values, b_returns),
                 "charts/SPS": logger.sps(global_step),
             },

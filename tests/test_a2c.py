@@ -26,6 +26,7 @@ METRICS = [
     "losses/policy_loss",
     "losses/value_loss",
     "losses/entropy",
+    "losses/approx_kl",
     "losses/explained_variance",
 ]
 
