@@ -80,7 +80,6 @@ class Args:
     num_envs: int = 1
     """parallel sub-environments (gymnasium SyncVectorEnv)"""
     # === end shared: args-head ===
-    # === shared: args-on-policy ===
     num_steps: int = 2048
     """T: steps per sub-env per rollout; the batch is num_envs * num_steps (CleanRL MuJoCo: 2048)"""
     learning_rate: float = 3e-4
@@ -91,6 +90,7 @@ class Args:
     """gamma: discount factor, in (0, 1]"""
     gae_lambda: float = 0.95
     """lambda of GAE, in [0, 1]: 0 is the one-step TD advantage, 1 the Monte-Carlo return"""
+    # === shared: args-network ===
     hidden_sizes: tuple[int, ...] = (64, 64)
     """widths of the hidden layers of the policy and of the value network (separate networks)"""
     activation: str = "tanh"
@@ -103,10 +103,12 @@ class Args:
     """orthogonal-init gain of the value head"""
     init_logstd: float = 0.0
     """initial log-std of the Gaussian policy (state-independent), i.e. std 1"""
+    # === end shared: args-network ===
     adam_eps: float = 1e-5
     """Adam epsilon (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)"""
     max_grad_norm: float = 0.5
     """global gradient-norm clipping threshold"""
+    # === shared: args-normalisation ===
     norm_obs: bool | None = None
     """normalise observations with a running mean/std; None: on for Box actions, off for Discrete"""
     norm_reward: bool | None = None
@@ -115,10 +117,11 @@ class Args:
     """clip normalised observations to [-clip_obs, clip_obs]"""
     clip_reward: float = 10.0
     """clip scaled rewards to [-clip_reward, clip_reward]"""
+    # === end shared: args-normalisation ===
     compile: bool = False
     """torch.compile the update step (falls back to eager if compilation fails); compile time is
     excluded from charts/SPS"""
-    # === end shared: args-on-policy ===
+
     num_minibatches: int = 32
     """minibatches per epoch; must divide num_envs * num_steps (CleanRL MuJoCo: 32, i.e. 64 samples)"""
     update_epochs: int = 10
@@ -261,9 +264,10 @@ class MLP(nn.Module):
         self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
+        for layer in hidden:
             x = self.activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+        return F.linear(x, out.weight, out.bias)
 
 
 # === end shared: mlp ===

@@ -285,9 +285,10 @@ class MLP(nn.Module):
         self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
+        for layer in hidden:
             x = self.activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+        return F.linear(x, out.weight, out.bias)
 
 
 # === end shared: mlp ===
