@@ -1,12 +1,12 @@
 """SAC: Soft Actor-Critic (Haarnoja et al., 2018, "Soft Actor-Critic Algorithms and Applications",
 arXiv:1812.05905): twin critics, Polyak-averaged targets, automatic temperature.
 
-Each environment step:
+Each vector step (num_envs transitions):
   1) act: uniform random actions for the first learning_starts transitions, then a ~ pi(.|s)
   2) step the envs; store (s, a, r, s', terminated) in the replay buffer, s' being the true final observation
      where an episode ended (SAME_STEP autoreset: no reset step ever enters the buffer)
-  3) gradient_steps updates (default: one per transition): sample a batch; J_Q on both critics and, every
-     policy_frequency-th update, J_pi and J(alpha); one Adam step for all of them
+  3) gradient_steps updates (default num_envs: one per transition): sample a batch; J_Q on both critics and,
+     every policy_frequency-th update, J_pi and J(alpha); one Adam step for all of them
   4) every target_network_frequency-th update, Polyak-average the target critics: Q_targ <- (1 - tau) Q_targ + tau Q
   5) log, checkpoint; after the last step, evaluate the deterministic action a = tanh(mu(s)), rescaled
 
@@ -22,15 +22,24 @@ per critic (qf_loss = J_Q1 + J_Q2); J_pi is the notes' with the temperature alph
 and alpha, fixed in the notes (as a reward scale), is tuned toward the target entropy -dim(A) by
   J(alpha) = E[alpha (-log pi(a|s) - target_entropy)],  log pi detached                      (alpha_loss)
 
-Speed (benchmark/speed_sac.py compares with Stable-Baselines3): the two critics are one module whose weights are
-stacked (2, out, in), so one batched matmul evaluates both; J_Q, J_pi and J(alpha) are summed and take one
-backward pass and one fused Adam step (their gradients touch disjoint parameters: the critics' weights are
-detached inside J_pi), the Polyak update is lerp_, and nothing in the update waits on the host: the losses are
-read (.tolist(), one sync) only every log_every steps.
+The three losses come from the same pre-update networks (as in rlkit's SAC; CleanRL and SB3 step the critics
+first): their sum takes one backward pass and one fused Adam step, each gradient reaching only its own
+parameters (the critics' weights are detached inside J_pi).
 
-Reading order: Args -> environment -> networks -> SAC math (pure functions that the tests import) -> replay
-buffer -> main(). Blocks marked `# === shared: NAME ===` are byte-identical in every script that carries them
-(tests/test_drift.py checks); the algorithm lives between them.
+Speed (benchmark/speed_sac.py times it against Stable-Baselines3): the two critics are one module whose weights
+are stacked (2, out, in), so one batched matmul evaluates both; one backward pass, one fused Adam step, lerp_ for
+Polyak; activations in place; the policy acts on the host in NumPy (HostPolicy); nothing in the update waits on
+the host: the losses are read (.tolist(), one sync) every log_every steps only. torch.compile is not offered: on
+the CPU here it made the update slower (its pointwise kernels lost to eager's), and the GPU is not this file's aim.
+
+Checkpoints hold the actor, both critics and their targets, log alpha, the Adam state, the step counters, the RNG
+states and the args, not the replay buffer (up to 1e6 transitions): --resume refills it, acting with the restored
+policy, before the updates go on.
+
+Reading order: Args -> environment -> networks (Actor, HostPolicy that acts, TwinQNetwork) -> SAC math (pure
+functions that the tests import) -> replay buffer -> main() -> plumbing (command line, errors, checkpoints,
+logging, evaluation: nothing SAC-specific). Blocks marked `# === shared: NAME ===` are byte-identical in every
+script that carries them (tests/test_drift.py checks); the algorithm lives between them.
 
 Run:  python sac.py --env-id Hopper-v5
       python sac.py --env-id Pendulum-v1 --total-timesteps 20000 --learning-starts 1000
