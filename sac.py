@@ -113,7 +113,8 @@ class Args:
     """replay buffer capacity in transitions; the oldest are overwritten first (CleanRL, SB3: 1e6)"""
     learning_starts: int = 5_000
     """transitions of uniform random actions before the first update (CleanRL: 5e3; SB3: 100; RL Zoo MuJoCo
-    and Spinning Up: 1e4); counted over all sub-envs, as global_step"""
+    and Spinning Up: 1e4); counted over all sub-envs, as global_step. After --resume the replay buffer (not
+    saved) refills with this many transitions of the restored policy before the updates go on"""
     batch_size: int = 256
     """transitions per gradient step, sampled uniformly with replacement (CleanRL, SB3: 256)"""
     gradient_steps: int | None = None
@@ -209,9 +210,10 @@ class MLP(nn.Module):
         self.activation = ACTIVATIONS[activation]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers[:-1]:
+        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
+        for layer in hidden:
             x = self.activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, self.layers[-1].weight, self.layers[-1].bias)
+        return F.linear(x, out.weight, out.bias)
 
 
 # === end shared: mlp ===

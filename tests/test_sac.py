@@ -480,6 +480,19 @@ def test_command_line_error_exit_status_and_no_traceback():
     assert out.stderr.strip() == "sac.py: error: --learning-starts must be in [0, --buffer-size = 1000000], got 2000000"
 
 
+def test_cli_takes_sweep_boolean_form_and_checkpoint_defaults(monkeypatch):
+    """`--autotune=False` (W&B Sweeps' form) parses; `--eval-checkpoint PATH` alone takes the checkpoint's own args
+    (env, network widths), so a 32-32 checkpoint evaluates without restating them."""
+    monkeypatch.setattr(sys, "argv", ["sac.py", "--autotune=False", "--hidden-sizes", "64", "64", "--gradient-steps", "2"])
+    args = sac.cli(sac.Args)
+    assert (args.autotune, args.hidden_sizes, args.gradient_steps) == (False, (64, 64), 2)
+    summary = sac.main(small(save_model=True, total_timesteps=128, eval_episodes=0))
+    monkeypatch.setattr(sys, "argv", ["sac.py", "--eval-checkpoint", summary["checkpoint"], "--eval-episodes", "1"])
+    args = sac.cli(sac.Args)
+    assert (args.env_id, args.hidden_sizes, args.eval_episodes) == ("Pendulum-v1", (32, 32), 1)
+    assert len(sac.main(args)["eval_returns"]) == 1
+
+
 # ------------------------------------------------------------------------------------------------- learning
 
 
