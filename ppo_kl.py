@@ -949,6 +949,29 @@ class Logger:
             self.wandb.finish()
 
 
+def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
+    """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
+    statistics frozen, on a fresh env seeded apart from the training envs. Every script defines the
+    HostPolicy it acts with (act_deterministic) and an obs_norm callable returning float32 arrays."""
+    envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    policy = HostPolicy(agent)
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    returns: list[float] = []
+    while len(returns) < episodes:
+        action = policy.act_deterministic(obs_norm(obs))
+        if isinstance(envs.single_action_space, gym.spaces.Box):
+            action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
+        obs, _, _, _, infos = envs.step(action)
+        if "_episode" in infos and infos["_episode"][0]:
+            returns.append(float(infos["episode"]["r"][0]))
+    envs.close()
+    return returns
+
+
+# === end shared: plumbing ===
+
+
+# === shared: compile ===
 def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
     """torch.compile(fn) if enabled; on the first failure, warn and fall back to eager. The first call's
     time (compilation) is excluded from charts/SPS."""
@@ -975,25 +998,7 @@ def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
     return call
 
 
-def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
-    """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
-    statistics frozen, on a fresh env seeded apart from the training envs."""
-    envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
-    policy = HostPolicy(agent)
-    obs, _ = envs.reset(seed=args.seed + 10_000)
-    returns: list[float] = []
-    while len(returns) < episodes:
-        action = policy.act_deterministic(obs_norm(obs))
-        if isinstance(envs.single_action_space, gym.spaces.Box):
-            action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
-        obs, _, _, _, infos = envs.step(action)
-        if "_episode" in infos and infos["_episode"][0]:
-            returns.append(float(infos["episode"]["r"][0]))
-    envs.close()
-    return returns
-
-
-# === end shared: plumbing ===
+# === end shared: compile ===
 
 
 if __name__ == "__main__":

@@ -850,35 +850,10 @@ class Logger:
             self.wandb.finish()
 
 
-def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
-    """torch.compile(fn) if enabled; on the first failure, warn and fall back to eager. The first call's
-    time (compilation) is excluded from charts/SPS."""
-    if not enabled:
-        return fn
-    compiled, first = torch.compile(fn), [True]
-
-    def call(*a, **kw):
-        nonlocal compiled
-        start = time.time()
-        try:
-            return compiled(*a, **kw)
-        except Exception as e:
-            if compiled is fn:
-                raise
-            print(f"warning: torch.compile failed ({type(e).__name__}); running eager", file=sys.stderr)
-            compiled = fn
-            return fn(*a, **kw)
-        finally:
-            if first[0] and logger is not None:
-                logger.excluded_time += time.time() - start
-            first[0] = False
-
-    return call
-
-
 def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
     """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
-    statistics frozen, on a fresh env seeded apart from the training envs."""
+    statistics frozen, on a fresh env seeded apart from the training envs. Every script defines the
+    HostPolicy it acts with (act_deterministic) and an obs_norm callable returning float32 arrays."""
     envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
     policy = HostPolicy(agent)
     obs, _ = envs.reset(seed=args.seed + 10_000)
