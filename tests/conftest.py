@@ -26,6 +26,32 @@ def in_tmp_dir(tmp_path, monkeypatch):
     yield tmp_path
 
 
+def assert_bad_input(module, args, message: str) -> None:
+    """main(args) refuses with the one-line error: `<script>: error: ...` naming what is wrong, no traceback
+    (SystemExit with a string exits with status 1; test_*_command_line_error checks that through a process)."""
+    with pytest.raises(SystemExit) as e:
+        module.main(args)
+    code = e.value.code
+    assert isinstance(code, str) and "\n" not in code, code
+    assert code.startswith(f"{module.SCRIPT}: error: ") and message in code, code
+
+
+def assert_refuses_bad_checkpoints(module, make_args, tmp_path, saved_env: str, other_env: str, **train) -> None:
+    """A corrupt file, another script's checkpoint, and one of this script made for another env are each
+    refused by --eval-checkpoint. make_args(**kw) builds the test file's small Args."""
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    other = tmp_path / "other.pt"
+    torch.save({"script": "another.py", "args": {}}, other)
+    saved = module.main(make_args(env_id=saved_env, save_model=True, eval_episodes=0, **train))["checkpoint"]
+    for path, message in [
+        (corrupt, "could not be read"),
+        (other, f"was made by another.py, not {module.SCRIPT}"),
+        (saved, f"was made for --env-id {saved_env}, not {other_env}"),
+    ]:
+        assert_bad_input(module, make_args(env_id=other_env, eval_checkpoint=str(path)), message)
+
+
 def read_metrics(run_dir: str) -> list[dict]:
     import json
 

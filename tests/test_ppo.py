@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, read_metrics, wandb_logged_bytes
+from conftest import ROOT, assert_bad_input, assert_refuses_bad_checkpoints, read_metrics, wandb_logged_bytes
 
 import ppo
 
@@ -399,26 +399,11 @@ BAD = [
 
 @pytest.mark.parametrize("overrides,message", BAD, ids=[m for _, m in BAD])
 def test_bad_input_fails_with_one_line(overrides, message):
-    with pytest.raises(SystemExit) as e:
-        ppo.main(tiny(**overrides))
-    assert isinstance(e.value.code, str) and message in e.value.code and "\n" not in e.value.code
-    assert e.value.code.startswith("ppo.py: error: ")
+    assert_bad_input(ppo, tiny(**overrides), message)
 
 
 def test_bad_checkpoints(tmp_path):
-    corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(b"not a checkpoint")
-    other = tmp_path / "other.pt"
-    torch.save({"script": "sac.py", "args": {}}, other)
-    summary = ppo.main(tiny(save_model=True, eval_episodes=0))
-    for path, message in [
-        (corrupt, "could not be read"),
-        (other, "was made by sac.py, not ppo.py"),
-        (summary["checkpoint"], "was made for --env-id CartPole-v1, not Acrobot-v1"),
-    ]:
-        with pytest.raises(SystemExit) as e:
-            ppo.main(tiny(env_id="Acrobot-v1", eval_checkpoint=str(path)))
-        assert message in e.value.code
+    assert_refuses_bad_checkpoints(ppo, tiny, tmp_path, "CartPole-v1", "Acrobot-v1")
 
 
 def test_command_line_error_exit_status_and_no_traceback():

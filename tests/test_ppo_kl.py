@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import assert_bad_input, assert_refuses_bad_checkpoints, read_metrics
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import ppo_kl
@@ -233,18 +233,11 @@ BAD = [
 
 @pytest.mark.parametrize("overrides,message", BAD, ids=[m for _, m in BAD])
 def test_bad_input_fails_with_one_line(overrides, message):
-    with pytest.raises(SystemExit) as e:
-        ppo_kl.main(tiny(**overrides))
-    assert isinstance(e.value.code, str) and message in e.value.code and "\n" not in e.value.code
-    assert e.value.code.startswith("ppo_kl.py: error: ")
+    assert_bad_input(ppo_kl, tiny(**overrides), message)
 
 
-def test_checkpoint_of_another_script_is_refused(tmp_path):
-    other = tmp_path / "other.pt"
-    torch.save({"script": "ppo.py", "args": {}}, other)
-    with pytest.raises(SystemExit) as e:
-        ppo_kl.main(tiny(eval_checkpoint=str(other)))
-    assert "was made by ppo.py, not ppo_kl.py" in e.value.code
+def test_bad_checkpoints(tmp_path):
+    assert_refuses_bad_checkpoints(ppo_kl, tiny, tmp_path, "CartPole-v1", "Acrobot-v1")
 
 
 def test_target_kl_keeps_its_early_stop_meaning():

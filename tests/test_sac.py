@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, read_metrics, wandb_logged_bytes
+from conftest import ROOT, assert_bad_input, assert_refuses_bad_checkpoints, read_metrics, wandb_logged_bytes
 from gymnasium.envs.registration import register
 
 import sac
@@ -452,26 +452,11 @@ BAD = [
 
 @pytest.mark.parametrize("overrides,message", BAD, ids=[m[:40] for _, m in BAD])
 def test_bad_input_fails_with_one_line(overrides, message):
-    with pytest.raises(SystemExit) as e:
-        sac.main(small(**overrides))
-    assert isinstance(e.value.code, str) and message in e.value.code and "\n" not in e.value.code
-    assert e.value.code.startswith("sac.py: error: ")
+    assert_bad_input(sac, small(**overrides), message)
 
 
 def test_bad_checkpoints(tmp_path):
-    corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(b"not a checkpoint")
-    other = tmp_path / "other.pt"
-    torch.save({"script": "ppo.py", "args": {}}, other)
-    summary = sac.main(small(save_model=True, total_timesteps=128, eval_episodes=0))
-    for path, message in [
-        (corrupt, "could not be read"),
-        (other, "was made by ppo.py, not sac.py"),
-        (summary["checkpoint"], "was made for --env-id Pendulum-v1, not MountainCarContinuous-v0"),
-    ]:
-        with pytest.raises(SystemExit) as e:
-            sac.main(small(env_id="MountainCarContinuous-v0", eval_checkpoint=str(path)))
-        assert message in e.value.code
+    assert_refuses_bad_checkpoints(sac, small, tmp_path, "Pendulum-v1", "MountainCarContinuous-v0", total_timesteps=128)
 
 
 def test_command_line_error_exit_status_and_no_traceback():

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import read_metrics
+from conftest import assert_bad_input, assert_refuses_bad_checkpoints, read_metrics
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import trpo
@@ -311,18 +311,11 @@ BAD = [
 
 @pytest.mark.parametrize("overrides,message", BAD, ids=[m for _, m in BAD])
 def test_bad_input_fails_with_one_line(overrides, message):
-    with pytest.raises(SystemExit) as e:
-        trpo.main(tiny(**overrides))
-    assert isinstance(e.value.code, str) and message in e.value.code and "\n" not in e.value.code
-    assert e.value.code.startswith("trpo.py: error: ")
+    assert_bad_input(trpo, tiny(**overrides), message)
 
 
-def test_checkpoint_of_another_script_is_refused(tmp_path):
-    other = tmp_path / "other.pt"
-    torch.save({"script": "ppo.py", "args": {}}, other)
-    with pytest.raises(SystemExit) as e:
-        trpo.main(tiny(eval_checkpoint=str(other)))
-    assert "was made by ppo.py, not trpo.py" in e.value.code
+def test_bad_checkpoints(tmp_path):
+    assert_refuses_bad_checkpoints(trpo, tiny, tmp_path, "CartPole-v1", "Acrobot-v1")
 
 
 def test_compile_flag_runs_without_falling_back(capsys):
