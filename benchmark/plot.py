@@ -19,18 +19,10 @@ import textwrap
 import warnings
 
 import numpy as np
+from run import DEFINITIONS  # as run.py writes them into each result; used for results without them
 
 COLOURS = {"reinforce": "tab:brown", "a2c": "tab:green", "trpo": "tab:purple", "ppo": "tab:blue", "ppo_kl": "tab:cyan", "sac": "tab:red"}
 REFERENCE = {"ppo_kl.py": "ppo"}  # no peer: compare with ppo.py (PPO paper, section 6.1: adaptive KL ~90% of clip)
-DEFINITIONS = {  # as benchmark/run.py writes them into each result; repeated here for results without them
-    "return": "mean episodic return of the last 100 training episodes of each run (CleanRL's metric), averaged over seeds",
-    "eval": "the final deterministic evaluation of each run: mean action (argmax for Discrete), normalisation statistics "
-    "frozen, 10 episodes on an env seeded apart from training",
-    "SPS": "environment transitions per wall second of training, updates included, torch.compile time and SAC's random "
-    "warm-up (learning_starts) excluded; one process, one torch thread",
-    "no worse": "the 95% bootstrap confidence interval (10,000 resamples of the seeds) of mean(ours) - mean(peer) "
-    "includes zero or lies above it",
-}
 
 
 def load(results_dir: str, include_running: bool = False) -> list[dict]:

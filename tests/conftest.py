@@ -26,6 +26,22 @@ def in_tmp_dir(tmp_path, monkeypatch):
     yield tmp_path
 
 
+# Bad input every script refuses the same way (the shared validate-common and plumbing blocks); each test file
+# adds its own cases: BAD = COMMON_BAD + [...]
+COMMON_BAD = [
+    (dict(env_id="NoSuchEnv-v0"), "--env-id 'NoSuchEnv-v0' could not be made"),
+    (dict(env_id="toy_envs:ToyMultiDiscrete-v0"), "action space"),
+    (dict(env_kwargs="{oops"), "--env-kwargs"),
+    (dict(eval_checkpoint="missing.pt"), "checkpoint 'missing.pt' does not exist"),
+    (dict(num_envs=0), "--num-envs must be at least 1"),
+    (dict(learning_rate=0.0), "--learning-rate must be positive"),
+    (dict(learning_rate=-1e-3), "--learning-rate must be positive"),
+    (dict(gamma=0.0), "--gamma must be in (0, 1]"),
+    (dict(gamma=1.5), "--gamma must be in (0, 1]"),
+    (dict(activation="gelu"), "--activation must be one of"),
+]
+
+
 def assert_bad_input(module, args, message: str) -> None:
     """main(args) refuses with the one-line error: `<script>: error: ...` naming what is wrong, no traceback
     (SystemExit with a string exits with status 1; test_*_command_line_error checks that through a process)."""

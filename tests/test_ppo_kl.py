@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from conftest import assert_bad_input, assert_refuses_bad_checkpoints, read_metrics
+from conftest import COMMON_BAD, assert_bad_input, assert_refuses_bad_checkpoints, read_metrics
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import ppo_kl
@@ -219,14 +219,13 @@ def test_save_then_eval_checkpoint_reproduces_the_evaluation():
 
 # ------------------------------------------------------------------------------------------ bad input
 
-BAD = [
+BAD = COMMON_BAD + [
     (dict(kl_target=0.0), "--kl-target and --init-beta must be positive"),
     (dict(init_beta=-1.0), "--kl-target and --init-beta must be positive"),
     (dict(kl_tolerance=1.0), "--kl-tolerance and --beta-factor must be greater than 1"),
     (dict(beta_factor=0.5), "--kl-tolerance and --beta-factor must be greater than 1"),
     (dict(num_minibatches=3), "--num-minibatches 3 does not divide the batch"),
     (dict(total_timesteps=100), "--total-timesteps 100 is smaller than one batch"),
-    (dict(gamma=1.5), "--gamma must be in (0, 1]"),
     (dict(env_id="toy_envs:ToyDict-v0"), "observation space"),
 ]
 

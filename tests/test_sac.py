@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, assert_bad_input, assert_refuses_bad_checkpoints, read_metrics, wandb_logged_bytes
+from conftest import COMMON_BAD, ROOT, assert_bad_input, assert_refuses_bad_checkpoints, read_metrics, wandb_logged_bytes
 from gymnasium.envs.registration import register
 
 import sac
@@ -426,12 +426,11 @@ def test_no_numpy_on_a_tensor_that_may_live_on_the_gpu():
 # ------------------------------------------------------------------------------------------------ bad input
 
 SCRIPTS_WITH_DISCRETE = "ppo.py, ppo_kl.py, a2c.py, trpo.py and reinforce.py take Discrete actions"
-BAD = [
+BAD = COMMON_BAD + [
     (dict(env_id="CartPole-v1"), f"SAC needs a Box action space, not Discrete(2); {SCRIPTS_WITH_DISCRETE}"),
     (dict(env_id="SacUnbounded-v0"), "is unbounded; SAC squashes its actions into [low, high] and needs finite bounds"),
     (dict(env_id="toy_envs:ToyMultiDiscrete-v0"), "SAC needs a Box action space, not MultiDiscrete"),
     (dict(env_id="SacDictObs-v0"), "observation space"),
-    (dict(env_id="NoSuchEnv-v0"), "--env-id 'NoSuchEnv-v0' could not be made"),
     (dict(learning_starts=256), "--learning-starts 256 is not below the budget of 256 transitions"),
     (dict(learning_starts=300, num_envs=3, total_timesteps=301), "--learning-starts 300 is not below the budget of 300 transitions"),
     (dict(batch_size=512, buffer_size=256), "--batch-size 512 is larger than the replay buffer (--buffer-size 256)"),
@@ -441,12 +440,6 @@ BAD = [
     (dict(tau=0.0), "--tau must be in (0, 1]"),
     (dict(alpha=0.0, autotune=False), "--alpha must be positive"),
     (dict(log_std_min=2.0), "--log-std-min 2.0 must be below --log-std-max 2.0"),
-    (dict(learning_rate=0.0), "--learning-rate must be positive"),
-    (dict(gamma=1.5), "--gamma must be in (0, 1]"),
-    (dict(num_envs=0), "--num-envs must be at least 1"),
-    (dict(activation="gelu"), "--activation must be one of"),
-    (dict(env_kwargs="{oops"), "--env-kwargs"),
-    (dict(eval_checkpoint="missing.pt"), "checkpoint 'missing.pt' does not exist"),
 ]
 
 

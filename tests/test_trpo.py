@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import assert_bad_input, assert_refuses_bad_checkpoints, read_metrics
+from conftest import COMMON_BAD, assert_bad_input, assert_refuses_bad_checkpoints, read_metrics
 from torch.distributions import Categorical, Normal, kl_divergence
 
 import trpo
@@ -293,7 +293,7 @@ def test_save_resume_and_evaluate_round_trip(tmp_path):
 
 # ------------------------------------------------------------------------------------------ bad input
 
-BAD = [
+BAD = COMMON_BAD + [
     (dict(max_kl=0.0), "--max-kl must be positive"),
     (dict(damping=-0.1), "--damping must be non-negative"),
     (dict(backtrack_coef=1.0), "--backtrack-coef must be in (0, 1)"),
@@ -304,8 +304,6 @@ BAD = [
     (dict(num_minibatches=3), "--num-minibatches 3 does not divide the batch"),
     (dict(update_epochs=0), "--update-epochs must be at least 1"),
     (dict(total_timesteps=100), "--total-timesteps 100 is smaller than one batch"),
-    (dict(learning_rate=0.0), "--learning-rate must be positive"),
-    (dict(env_id="toy_envs:ToyMultiDiscrete-v0"), "action space"),
 ]
 
 
