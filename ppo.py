@@ -891,7 +891,10 @@ class Logger:
         self.upload_videos()
         self.file.close()
         if self.wandb is not None:
+            import wandb
+
             self.wandb.finish()
+            wandb.teardown()  # stop W&B's service: the run's records are on disk when close() returns
 
 
 def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
