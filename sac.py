@@ -27,7 +27,7 @@ first): their sum takes one backward pass and one fused Adam step, each gradient
 parameters (the critics' weights are detached inside J_pi).
 
 Speed (benchmark/speed_sac.py times it against Stable-Baselines3): the two critics are one module whose weights
-are stacked (2, out, in), so one batched matmul evaluates both; one backward pass, one fused Adam step, lerp_ for
+are stacked (2, in, out), so one batched matmul evaluates both; one backward pass, one fused Adam step, lerp_ for
 Polyak; activations in place; the policy acts on the host in NumPy (HostPolicy); nothing in the update waits on
 the host: the losses are read (.tolist(), one sync) every log_every steps only. torch.compile is not offered: on
 the CPU here it made the update slower (its pointwise kernels lost to eager's), and the GPU is not this file's aim.
@@ -293,9 +293,11 @@ def float32(obs: np.ndarray) -> np.ndarray:
 
 class TwinQNetwork(nn.Module):
     """Q_1 and Q_2 (CleanRL's qf1 and qf2) as one module. Each layer holds the two critics' weights stacked,
-    (2, out, in), so that one batched matmul (torch.baddbmm) evaluates both: the arithmetic of two networks in the
-    operator calls of one. The critics keep their own initialisation, parameters and Adam moments; the output's
-    row 0 is Q_1 (qf1), row 1 is Q_2 (qf2)."""
+    (2, in, out), so that one batched matmul (torch.baddbmm) evaluates both: the arithmetic of two networks in the
+    operator calls of one. Stored (in, out), the transpose of nn.Linear's, so that x @ W needs no transposed view
+    and the weight's gradient arrives in the parameter's own layout (a transposed one costs a copy per layer and
+    step). The critics keep their own initialisation, parameters and Adam moments; the output's row 0 is Q_1
+    (qf1), row 1 is Q_2 (qf2)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...], activation: str):
         super().__init__()
@@ -303,7 +305,7 @@ class TwinQNetwork(nn.Module):
         # Two nn.Linear per layer for PyTorch's default init (CleanRL, SB3), stacked into one parameter
         pairs = [(nn.Linear(i, o), nn.Linear(i, o)) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
         with torch.no_grad():
-            self.weights = nn.ParameterList([torch.stack([qf1.weight, qf2.weight]) for qf1, qf2 in pairs])  # (2, out, in)
+            self.weights = nn.ParameterList([torch.stack([qf1.weight.T, qf2.weight.T]) for qf1, qf2 in pairs])  # (2, in, out)
             self.biases = nn.ParameterList([torch.stack([qf1.bias, qf2.bias]).unsqueeze(1) for qf1, qf2 in pairs])  # (2, 1, out)
         # In place: one (2, B, hidden) tensor fewer to allocate per layer (baddbmm's backward never reads its output)
         self.activation_ = {"relu": torch.relu_, "tanh": torch.tanh_}[activation]
@@ -316,7 +318,7 @@ class TwinQNetwork(nn.Module):
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
             if detach_params:
                 weight, bias = weight.detach(), bias.detach()
-            x = torch.baddbmm(bias, x, weight.transpose(1, 2))  # (2, B, out)
+            x = torch.baddbmm(bias, x, weight)  # (2, B, out) = b + x W
             if i < last:
                 x = self.activation_(x)
         return x.squeeze(-1)

@@ -14,7 +14,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import COMMON_BAD, ROOT, assert_bad_input, assert_refuses_bad_checkpoints, read_metrics, wandb_logged_bytes
 from gymnasium.envs.registration import register
 
@@ -202,7 +201,7 @@ def test_twin_q_network_is_two_independent_mlps():
     for i in range(2):
         x = torch.cat([obs, action], -1)
         for j, (w, b) in enumerate(zip(qf.weights, qf.biases, strict=True)):
-            x = F.linear(x, w[i], b[i, 0])
+            x = x @ w[i] + b[i, 0]  # w[i]: critic i's (in, out) weights
             x = torch.relu(x) if j < 2 else x
         torch.testing.assert_close(q[i], x[:, 0])
     assert not torch.equal(qf.weights[1][0], qf.weights[1][1])  # each critic its own initialisation
