@@ -25,6 +25,7 @@ import fnmatch
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import re
@@ -124,7 +125,10 @@ NOTES = {
         "SB3 clips the value prediction and takes its error alone; ours takes the max of the clipped and unclipped errors (baselines)."
     ],
     "A2C": ["SB3's default RMSprop is PyTorch's (eps outside the root, v from 0: anchors pitfall 8); the peer gets RMSpropTFLike."],
-    "TRPO": ["sb3-contrib's TRPO does not clip the critic's gradient norm."],
+    "TRPO": [
+        "sb3-contrib's TRPO does not clip the critic's gradient norm.",
+        "sb3-contrib averages a Gaussian policy's KL over the action dimensions: target_kl and cg_damping are ours / A.",
+    ],
     "SAC": ["SB3 clamps the policy's log-std to [-20, 2]; sac.py squashes it into [log_std_min, log_std_max] = [-5, 2] (CleanRL's)."],
 }
 
@@ -257,14 +261,21 @@ def map_a2c(m: Mapping, discrete: bool):
     return kwargs, policy_kwargs
 
 
-def map_trpo(m: Mapping, discrete: bool):
+def map_trpo(m: Mapping, discrete: bool, action_dim: int):
+    """sb3-contrib measures a Gaussian policy's KL per action dimension: torch's Normal KL is (B, A) and its
+    .mean() averages over the dimensions too, so its target_kl bounds KL / A and its Fisher is H / A. trpo.py's KL
+    is the policy's, summed over dimensions (a Categorical's is one number per state in both). Solving
+    (H / A + lambda' I) s = g with the bound KL / A <= delta' takes the step that trpo.py takes with H + A lambda'
+    and KL <= A delta': so target_kl = max_kl / A and cg_damping = damping / A (tests/test_benchmark.py checks
+    that one update then moves the parameters the same)."""
     kwargs, policy_kwargs = on_policy_common(m, "TRPO", discrete)
     adam(m, policy_kwargs, " (the critic's)")
     m.require("fvp_subsample", 1, "sb3-contrib's sub_sampling_factor thins the whole policy step, not only the Fisher-vector products")
     batch = m.get("num_envs") * m.get("num_steps")
+    per_dim = 1 if discrete else action_dim  # the divisor of sb3-contrib's KL
     kwargs |= {
-        "target_kl": m.get("max_kl", 0.01),
-        "cg_damping": m.get("damping", 0.1),
+        "target_kl": m.get("max_kl", 0.01) / per_dim,
+        "cg_damping": m.get("damping", 0.1) / per_dim,
         "cg_max_steps": m.get("cg_iters", 15),
         "line_search_shrinking_factor": m.get("backtrack_coef", 0.8),
         "line_search_max_iter": m.get("backtrack_iters", 10),
@@ -272,8 +283,9 @@ def map_trpo(m: Mapping, discrete: bool):
         "batch_size": batch // m.get("num_minibatches", batch // 128),
         "normalize_advantage": m.get("norm_adv", True),
     }
-    m.row("max_kl", f"target_kl={kwargs['target_kl']}", "delta: the KL trust region")
-    m.row("damping", f"cg_damping={kwargs['cg_damping']}")
+    why = f"/ {per_dim}: sb3-contrib's KL is per action dimension (see map_trpo)" if per_dim > 1 else ""
+    m.row("max_kl", f"target_kl={kwargs['target_kl']:g}", f"delta, the KL trust region {why}".strip())
+    m.row("damping", f"cg_damping={kwargs['cg_damping']:g}", why)
     m.row("cg_iters", f"cg_max_steps={kwargs['cg_max_steps']}")
     m.row("backtrack_coef", f"line_search_shrinking_factor={kwargs['line_search_shrinking_factor']}")
     m.row("backtrack_iters", f"line_search_max_iter={kwargs['line_search_max_iter']}")
@@ -323,14 +335,18 @@ def map_sac(m: Mapping, discrete: bool):
     return kwargs, policy_kwargs, None
 
 
-def map_to_peer(script: str, args: dict, discrete: bool) -> tuple[dict, list[dict], list[str]]:
-    """Our resolved Args (a dict) -> (the peer's spec for run_peer, the mapping table, the unmapped fields)."""
+def map_to_peer(script: str, args: dict, discrete: bool, action_dim: int = 1) -> tuple[dict, list[dict], list[str]]:
+    """Our resolved Args (a dict) -> (the peer's spec for run_peer, the mapping table, the unmapped fields).
+    action_dim: the env's number of action dimensions (Box)."""
     library, algo = PEERS[script]
     m = Mapping(args)
     if algo == "SAC":
         kwargs, policy_kwargs, norm = map_sac(m, discrete)
     else:
-        kwargs, policy_kwargs = {"PPO": map_ppo, "A2C": map_a2c, "TRPO": map_trpo}[algo](m, discrete)
+        if algo == "TRPO":
+            kwargs, policy_kwargs = map_trpo(m, discrete, action_dim)
+        else:
+            kwargs, policy_kwargs = {"PPO": map_ppo, "A2C": map_a2c}[algo](m, discrete)
         norm = normalisation(m, discrete)
     env_kwargs = json.loads(args["env_kwargs"])
     m.row("env_id, env_kwargs", f"make_vec_env({args['env_id']!r}, env_kwargs={env_kwargs})", "Monitor + DummyVecEnv: same-step autoreset")
@@ -548,8 +564,9 @@ def peer_spec(script: str, flags: list[str]) -> tuple[dict, dict, list[dict], li
 
     probe = gym.make(args["env_id"], **json.loads(args["env_kwargs"]))
     discrete = isinstance(probe.action_space, gym.spaces.Discrete)
+    action_dim = 1 if discrete else math.prod(probe.action_space.shape)
     probe.close()
-    return (args, *map_to_peer(script, args, discrete))
+    return (args, *map_to_peer(script, args, discrete, action_dim))
 
 
 def peer_main(argv: list[str]) -> None:

@@ -157,6 +157,63 @@ def test_ppo_mapping_values():
         run.map_to_peer("ppo.py", {**args, "hidden_init_gain": 1.0}, discrete=False)
 
 
+def test_trpo_mapping_gives_sb3_contrib_our_policy_step():
+    """One policy update of sb3-contrib's TRPO, built with the mapped hyper-parameters, moves the policy exactly as
+    trpo.py's trpo_update does from the same weights on the same batch (Hopper-v5: 3 action dimensions, where
+    sb3-contrib's per-dimension KL needs target_kl and cg_damping divided by 3)."""
+    import copy
+
+    import torch
+    from sb3_contrib import TRPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    sys.path.insert(0, ROOT)
+    import trpo
+
+    args = run.script_args("trpo.py", ["--env-id", "Hopper-v5", "--num-steps", "512", "--num-minibatches", "4"])
+    spec, _, _ = run.map_to_peer("trpo.py", args, discrete=False, action_dim=3)
+    kw = spec["kwargs"]
+    assert (kw["target_kl"], kw["cg_damping"]) == (pytest.approx(args["max_kl"] / 3), pytest.approx(args["damping"] / 3))
+    policy_kwargs = {**spec["policy_kwargs"], "activation_fn": torch.nn.Tanh}
+    torch.manual_seed(0)
+    model = TRPO("MlpPolicy", make_vec_env("Hopper-v5", n_envs=1, seed=1), seed=1, device="cpu", policy_kwargs=policy_kwargs, **kw)
+    seen = {}
+
+    def train():  # sb3-contrib's update, with the weights and the batch it starts from
+        rb = model.rollout_buffer
+        seen["before"] = copy.deepcopy(model.policy.state_dict())
+        seen["batch"] = [torch.as_tensor(x).reshape(512, -1).float() for x in (rb.observations, rb.actions, rb.log_probs, rb.advantages)]
+        sb3_train()
+        seen["after"] = copy.deepcopy(model.policy.state_dict())
+
+    sb3_train, model.train = model.train, train
+    model.learn(512)
+
+    agent = trpo.Agent(11, 3, False, trpo.Args(env_id="Hopper-v5"))  # the default networks, as args
+    layers = {
+        "actor.layers.0": "mlp_extractor.policy_net.0",
+        "actor.layers.1": "mlp_extractor.policy_net.2",
+        "actor.layers.2": "action_net",
+    }
+    with torch.no_grad():
+        for ours, theirs in layers.items():
+            agent.get_submodule(ours).weight.copy_(seen["before"][f"{theirs}.weight"])
+            agent.get_submodule(ours).bias.copy_(seen["before"][f"{theirs}.bias"])
+        agent.actor_logstd.copy_(seen["before"]["log_std"].view(1, -1))
+    obs, actions, logprobs, advantages = seen["batch"]
+    advantages = advantages.squeeze(-1)
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    hp = {k: args[k] for k in ("max_kl", "damping", "cg_iters", "backtrack_coef", "backtrack_iters", "fvp_subsample")}
+    policy_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
+    stats = trpo.trpo_update(agent, policy_params, obs, actions, logprobs.squeeze(-1), advantages, hp)
+    assert stats["line_search_success"] == 1.0
+    for ours, theirs in [*((f"{o}.weight", f"{t}.weight") for o, t in layers.items()), ("actor_logstd", "log_std")]:
+        before, after = seen["before"][theirs], seen["after"][theirs]
+        ours_step = agent.get_parameter(ours).detach().reshape(after.shape) - before
+        assert (after - before).norm() > 0
+        torch.testing.assert_close(ours_step, after - before, rtol=1e-3, atol=1e-6)
+
+
 def test_shifted_linear_schedule_gives_our_learning_rates():
     lr, batch, n = 3e-4, 128, 8
     ours = [(1 - (i - 1) / n) * lr for i in range(1, n + 1)]  # ppo.py at iteration i
