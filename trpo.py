@@ -145,8 +145,9 @@ class Args:
     norm_adv: bool = True
     """normalise advantages over the whole batch to mean 0, std 1 (sb3-contrib: normalize_advantage)"""
     max_kl: float = 0.01
-    """delta: the trust region's radius, E_s[KL(pi_old || pi_theta)] <= delta (sb3-contrib target_kl: 0.01;
-    typically 0.001-0.05)"""
+    """delta: the trust region's radius, E_s[KL(pi_old || pi_theta)] <= delta, the KL of the whole action
+    distribution (typically 0.001-0.05). sb3-contrib's target_kl (0.01) bounds the KL averaged over action
+    dimensions, so its 0.01 is 0.01 * dim(A) here, with damping 0.1 * dim(A)"""
     damping: float = 0.1
     """lambda: CG solves (H + lambda I) s = g, which keeps it stable where H is near singular (sb3-contrib,
     Spinning Up: 0.1; OpenAI baselines: 0.01)"""
