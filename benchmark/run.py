@@ -136,8 +136,9 @@ NOTES = {
 class Mapping:
     """Builds the peer's keyword arguments and the table that shows them beside our fields."""
 
-    def __init__(self, args: dict):
+    def __init__(self, args: dict, action_dim: int):
         self.args, self.rows, self.named = args, [], set()
+        self.action_dim = action_dim  # the env's number of action dimensions (1 for Discrete)
 
     def get(self, name: str, peer_default=None):
         """Our value of `name`; a field the script lacks gives the peer's default (and says so in the table)."""
@@ -261,7 +262,7 @@ def map_a2c(m: Mapping, discrete: bool):
     return kwargs, policy_kwargs
 
 
-def map_trpo(m: Mapping, discrete: bool, action_dim: int):
+def map_trpo(m: Mapping, discrete: bool):
     """sb3-contrib measures a Gaussian policy's KL per action dimension: torch's Normal KL is (B, A) and its
     .mean() averages over the dimensions too, so its target_kl bounds KL / A and its Fisher is H / A. trpo.py's KL
     is the policy's, summed over dimensions (a Categorical's is one number per state in both). Solving
@@ -272,7 +273,7 @@ def map_trpo(m: Mapping, discrete: bool, action_dim: int):
     adam(m, policy_kwargs, " (the critic's)")
     m.require("fvp_subsample", 1, "sb3-contrib's sub_sampling_factor thins the whole policy step, not only the Fisher-vector products")
     batch = m.get("num_envs") * m.get("num_steps")
-    per_dim = 1 if discrete else action_dim  # the divisor of sb3-contrib's KL
+    per_dim = 1 if discrete else m.action_dim  # the divisor of sb3-contrib's KL
     kwargs |= {
         "target_kl": m.get("max_kl", 0.01) / per_dim,
         "cg_damping": m.get("damping", 0.1) / per_dim,
@@ -335,18 +336,15 @@ def map_sac(m: Mapping, discrete: bool):
     return kwargs, policy_kwargs, None
 
 
-def map_to_peer(script: str, args: dict, discrete: bool, action_dim: int = 1) -> tuple[dict, list[dict], list[str]]:
-    """Our resolved Args (a dict) -> (the peer's spec for run_peer, the mapping table, the unmapped fields).
-    action_dim: the env's number of action dimensions (Box)."""
+def map_to_peer(script: str, args: dict, discrete: bool, action_dim: int) -> tuple[dict, list[dict], list[str]]:
+    """Our resolved Args (a dict) and the env's action space (Discrete or not; its number of dimensions, 1 for
+    Discrete) -> (the peer's spec for run_peer, the mapping table, the unmapped fields)."""
     library, algo = PEERS[script]
-    m = Mapping(args)
+    m = Mapping(args, action_dim)
     if algo == "SAC":
         kwargs, policy_kwargs, norm = map_sac(m, discrete)
     else:
-        if algo == "TRPO":
-            kwargs, policy_kwargs = map_trpo(m, discrete, action_dim)
-        else:
-            kwargs, policy_kwargs = {"PPO": map_ppo, "A2C": map_a2c}[algo](m, discrete)
+        kwargs, policy_kwargs = {"PPO": map_ppo, "A2C": map_a2c, "TRPO": map_trpo}[algo](m, discrete)
         norm = normalisation(m, discrete)
     env_kwargs = json.loads(args["env_kwargs"])
     m.row("env_id, env_kwargs", f"make_vec_env({args['env_id']!r}, env_kwargs={env_kwargs})", "Monitor + DummyVecEnv: same-step autoreset")

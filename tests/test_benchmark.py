@@ -140,21 +140,21 @@ def test_every_field_of_a_script_with_a_peer_is_mapped(script):
     if not os.path.exists(os.path.join(ROOT, script)):
         pytest.skip(f"{script} not written yet")
     args = run.script_args(script, ["--env-id", "Hopper-v5"])
-    spec, rows, unmapped = run.map_to_peer(script, args, discrete=False)
+    spec, rows, unmapped = run.map_to_peer(script, args, discrete=False, action_dim=3)
     assert unmapped == [], f"add rows for {unmapped} to benchmark/run.py's {spec['algo']} mapping"
     assert rows and spec["total"] <= args["total_timesteps"] and spec["env_id"] == "Hopper-v5"
 
 
 def test_ppo_mapping_values():
     args = run.script_args("ppo.py", ["--env-id", "Hopper-v5", "--target-kl", "0.03", "--no-clip-vloss", "--total-timesteps", "10000"])
-    spec, _, _ = run.map_to_peer("ppo.py", args, discrete=False)
+    spec, _, _ = run.map_to_peer("ppo.py", args, discrete=False, action_dim=3)
     kw = spec["kwargs"]
     assert (kw["n_steps"], kw["batch_size"], kw["n_epochs"], kw["clip_range_vf"]) == (2048, 64, 10, None)
     assert kw["target_kl"] == pytest.approx(0.02) and kw["vf_coef"] == 0.25
     assert spec["total"] == 8192  # ours runs whole iterations: 4 x 2048
     assert spec["norm"] == {"norm_obs": True, "norm_reward": True, "clip_obs": 10.0, "clip_reward": 10.0, "gamma": 0.99}
     with pytest.raises(SystemExit, match="--hidden-init-gain 1.0 cannot be mapped"):
-        run.map_to_peer("ppo.py", {**args, "hidden_init_gain": 1.0}, discrete=False)
+        run.map_to_peer("ppo.py", {**args, "hidden_init_gain": 1.0}, discrete=False, action_dim=3)
 
 
 def test_trpo_mapping_gives_sb3_contrib_our_policy_step():
@@ -182,7 +182,8 @@ def test_trpo_mapping_gives_sb3_contrib_our_policy_step():
     def train():  # sb3-contrib's update, with the weights and the batch it starts from
         rb = model.rollout_buffer
         seen["before"] = copy.deepcopy(model.policy.state_dict())
-        seen["batch"] = [torch.as_tensor(x).reshape(512, -1).float() for x in (rb.observations, rb.actions, rb.log_probs, rb.advantages)]
+        seen["batch"] = [torch.as_tensor(x).reshape(512, -1).float() for x in (rb.observations, rb.actions)]
+        seen["batch"] += [torch.as_tensor(x).reshape(512).float() for x in (rb.log_probs, rb.advantages)]
         sb3_train()
         seen["after"] = copy.deepcopy(model.policy.state_dict())
 
@@ -201,11 +202,10 @@ def test_trpo_mapping_gives_sb3_contrib_our_policy_step():
             agent.get_submodule(ours).bias.copy_(seen["before"][f"{theirs}.bias"])
         agent.actor_logstd.copy_(seen["before"]["log_std"].view(1, -1))
     obs, actions, logprobs, advantages = seen["batch"]
-    advantages = advantages.squeeze(-1)
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     hp = {k: args[k] for k in ("max_kl", "damping", "cg_iters", "backtrack_coef", "backtrack_iters", "fvp_subsample")}
     policy_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
-    stats = trpo.trpo_update(agent, policy_params, obs, actions, logprobs.squeeze(-1), advantages, hp)
+    stats = trpo.trpo_update(agent, policy_params, obs, actions, logprobs, advantages, hp)
     assert stats["line_search_success"] == 1.0
     for ours, theirs in [*((f"{o}.weight", f"{t}.weight") for o, t in layers.items()), ("actor_logstd", "log_std")]:
         before, after = seen["before"][theirs], seen["after"][theirs]
