@@ -27,10 +27,11 @@ first): their sum takes one backward pass and one fused Adam step, each gradient
 parameters (the critics' weights are detached inside J_pi).
 
 Speed (benchmark/speed_sac.py times it against Stable-Baselines3): the two critics are one module whose weights
-are stacked (2, in, out), so one batched matmul evaluates both; one backward pass, one fused Adam step, lerp_ for
-Polyak; activations in place; the policy acts on the host in NumPy (HostPolicy); nothing in the update waits on
-the host: the losses are read (.tolist(), one sync) every log_every steps only. torch.compile is not offered: on
-the CPU here it made the update slower (its pointwise kernels lost to eager's), and the GPU is not this file's aim.
+are stacked (2, in, out), so one batched matmul per hidden layer evaluates both (a multiply-and-sum the output
+unit); one backward pass, one fused Adam step, lerp_ for Polyak; activations in place; the policy acts on the
+host in NumPy (HostPolicy); nothing in the update waits on the host: the losses are read (.tolist(), one sync)
+every log_every steps only. torch.compile is not offered: on the CPU here it made the update slower (its
+pointwise kernels lost to eager's), and the GPU is not this file's aim.
 
 Checkpoints hold the actor, both critics and their targets, log alpha, the Adam state, the step counters, the RNG
 states and the args, not the replay buffer (up to 1e6 transitions): --resume refills it, acting with the restored
@@ -296,8 +297,10 @@ class TwinQNetwork(nn.Module):
     (2, in, out), so that one batched matmul (torch.baddbmm) evaluates both: the arithmetic of two networks in the
     operator calls of one. Stored (in, out), the transpose of nn.Linear's, so that x @ W needs no transposed view
     and the weight's gradient arrives in the parameter's own layout (a transposed one costs a copy per layer and
-    step). The critics keep their own initialisation, parameters and Adam moments; the output's row 0 is Q_1
-    (qf1), row 1 is Q_2 (qf2)."""
+    step). The output layer has one unit: there each critic's product is a dot product per row, (x * w).sum(-1),
+    since a matrix-vector product run through the batched matrix kernel (and its backward, an outer product and
+    another matrix-vector product) takes about seven times as long on the CPU here. The critics keep their own
+    initialisation, parameters and Adam moments; the output's row 0 is Q_1 (qf1), row 1 is Q_2 (qf2)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...], activation: str):
         super().__init__()
@@ -314,14 +317,13 @@ class TwinQNetwork(nn.Module):
         """Q_1(s, a) and Q_2(s, a): (B, obs_dim), (B, A) -> (2, B). detach_params: the gradient reaches the inputs
         (the actor, through a) but not the critics' weights."""
         x = torch.cat([obs, action], -1).expand(2, -1, -1)  # (2, B, obs_dim + A): the same input to both
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases, strict=True)):
-            if detach_params:
-                weight, bias = weight.detach(), bias.detach()
-            x = torch.baddbmm(bias, x, weight)  # (2, B, out) = b + x W
-            if i < last:
-                x = self.activation_(x)
-        return x.squeeze(-1)
+        weights, biases = list(self.weights), list(self.biases)
+        if detach_params:
+            weights, biases = [w.detach() for w in weights], [b.detach() for b in biases]
+        for weight, bias in zip(weights[:-1], biases[:-1], strict=True):
+            x = self.activation_(torch.baddbmm(bias, x, weight))  # (2, B, out) = act(b + x W)
+        # Q_i(s, a) = b + x . w: (2, B, hidden) * (2, 1, hidden), summed over hidden -> (2, B)
+        return (x * weights[-1].transpose(1, 2)).sum(-1) + biases[-1].squeeze(-1)
 
 
 # ---------------------------------------------------------------------------------------------------
