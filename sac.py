@@ -272,7 +272,10 @@ class HostPolicy:
         """mu(s) and log sigma(s) for a batch (N, obs_dim), as Actor.forward."""
         for weight, bias in self.layers[:-1]:
             x = self.activation(x @ weight + bias)
-        mean, log_std = np.split(x @ self.layers[-1][0] + self.layers[-1][1], 2, -1)
+        out = x @ self.layers[-1][0] + self.layers[-1][1]
+        # Slices, not np.split: the same views, without np.split's Python-level bookkeeping, which costs about
+        # 0.1 ms a step here when the update has just evicted it from the CPU's caches
+        mean, log_std = out[:, : out.shape[1] // 2], out[:, out.shape[1] // 2 :]
         return mean, self.log_std_centre + self.log_std_half_range * np.tanh(log_std)
 
     def act(self, x: np.ndarray) -> np.ndarray:
@@ -379,9 +382,9 @@ def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: fl
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging, in place: theta_targ <- (1 - tau) theta_targ + tau theta (lerp_, one op per tensor)."""
-    for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
-        target_param.lerp_(param, tau)
+    """Polyak averaging, in place: theta_targ <- (1 - tau) theta_targ + tau theta, i.e. theta_targ.lerp_(theta, tau)
+    for every tensor, in one call (torch._foreach_lerp_, as torch.optim.swa_utils' EMA does)."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 def sac_losses(actor: Actor, qf: TwinQNetwork, qf_target: TwinQNetwork, log_alpha: torch.Tensor, batch, hp: dict) -> tuple:
@@ -416,31 +419,48 @@ def sac_losses(actor: Actor, qf: TwinQNetwork, qf_target: TwinQNetwork, log_alph
 class ReplayBuffer:
     """(s, a, r, s', terminated), preallocated on the device as a ring of `capacity` transitions. s' is each
     transition's own next observation: the true final one where an episode ended, never the next episode's first.
-    Actions are stored as the env took them (rescaled to [low, high]), which is what the critics see."""
+    Actions are stored as the env took them (rescaled to [low, high]), which is what the critics see.
+
+    One row per transition, [s | a | r | terminated | s'], so that a batch is one gather of whole rows
+    (index_select) instead of one per field: for 256 rows of a 1e6-row Hopper buffer, 21 us against 106 us on the
+    CPU here (113 against 195 us right after an update, with cold caches). The fields are column views of it."""
 
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, device: torch.device):
-        self.obs = torch.zeros((capacity, obs_dim), device=device)  # (C, obs_dim)
-        self.actions = torch.zeros((capacity, action_dim), device=device)  # (C, A)
-        self.rewards = torch.zeros(capacity, device=device)  # (C,)
-        self.terminations = torch.zeros(capacity, device=device)  # (C,)
-        self.next_obs = torch.zeros((capacity, obs_dim), device=device)  # (C, obs_dim)
+        self.widths = (obs_dim, action_dim, 1, 1, obs_dim)
+        self.data = torch.zeros((capacity, sum(self.widths)), device=device)  # (C, 2 obs_dim + A + 2)
+        # Views: obs (C, obs_dim), actions (C, A), rewards (C,), terminations (C,), next_obs (C, obs_dim)
+        self.obs, self.actions, self.rewards, self.terminations, self.next_obs = self.split(self.data)
+        # On the CPU, add() writes through NumPy views of the same memory: a few microseconds per field where
+        # torch's indexed assignment costs several times that
+        self.host_fields = [x.numpy() for x in self.fields()] if device.type == "cpu" else None
         self.capacity, self.pos, self.size, self.device = capacity, 0, 0, device
 
-    def add(self, obs, actions, rewards, terminations, next_obs) -> None:
-        """One vector step's transitions, each (N, ...): tensors on the device or NumPy arrays."""
-        n, end = obs.shape[0], self.pos + obs.shape[0]
-        rows = slice(self.pos, end) if end <= self.capacity else torch.arange(self.pos, end, device=self.device) % self.capacity
-        for storage, x in zip(self.fields(), (obs, actions, rewards, terminations, next_obs), strict=True):
-            storage[rows] = torch.as_tensor(x, dtype=torch.float32, device=self.device)
-        self.pos, self.size = (self.pos + n) % self.capacity, min(self.size + n, self.capacity)
-
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, ...]:
-        """batch_size transitions drawn uniformly with replacement (CleanRL, SB3)."""
-        idx = torch.randint(self.size, (batch_size,), device=self.device)
-        return tuple(storage[idx] for storage in self.fields())
+    def split(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rows (N, 2 obs_dim + A + 2) -> views s (N, obs_dim), a (N, A), r (N,), terminated (N,), s' (N, obs_dim)."""
+        obs, actions, rewards, terminations, next_obs = rows.split(self.widths, 1)
+        return obs, actions, rewards.squeeze(1), terminations.squeeze(1), next_obs
 
     def fields(self) -> tuple[torch.Tensor, ...]:
         return self.obs, self.actions, self.rewards, self.terminations, self.next_obs
+
+    def add(self, obs, actions, rewards, terminations, next_obs) -> None:
+        """One vector step's transitions, NumPy arrays as the env returns them, each (N, ...)."""
+        n, end = len(obs), self.pos + len(obs)
+        transitions = (obs, actions, rewards, terminations, next_obs)
+        if self.host_fields is not None:
+            rows = slice(self.pos, end) if end <= self.capacity else np.arange(self.pos, end) % self.capacity
+            for field, x in zip(self.host_fields, transitions, strict=True):
+                field[rows] = x  # cast to float32 on assignment
+        else:  # whole rows, in one host-to-device copy
+            block = np.concatenate([np.asarray(x, np.float32).reshape(n, -1) for x in transitions], 1)
+            rows = torch.arange(self.pos, end, device=self.device) % self.capacity
+            self.data[rows] = torch.from_numpy(block).to(self.device)
+        self.pos, self.size = (self.pos + n) % self.capacity, min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        """batch_size transitions drawn uniformly with replacement (CleanRL, SB3): s, a, r, terminated, s'."""
+        idx = torch.randint(self.size, (batch_size,), device=self.device)
+        return self.split(torch.index_select(self.data, 0, idx))
 
 
 def validate_args(args: Args) -> None:

@@ -1,6 +1,6 @@
 """Speed of sac.py against Stable-Baselines3's SAC in the update phase, on the CPU.
 
-Both run one after the other (never at the same time), each in its own process with one torch thread, with the
+Both run one after the other (never at the same time), each in its own process with one torch thread (--threads), with the
 hyper-parameters mapped one to one (the table below is printed). Each first collects --learning-starts uniform
 random transitions (not timed), then --steps transitions with one gradient step each (timed): the figure is
 environment steps per second of that phase, updates included. Ours is read from its metrics file (charts/SPS
@@ -37,16 +37,16 @@ MAPPING = [
 ]
 
 
-def run_ours(env_id: str, learning_starts: int, steps: int) -> float:
+def run_ours(env_id: str, learning_starts: int, steps: int, threads: int = 1) -> float:
     workdir = os.path.join(HERE, "results", "calibration_runs")
     os.makedirs(workdir, exist_ok=True)
     cmd = [
         sys.executable,
         os.path.join(ROOT, "sac.py"),
         *f"--env-id {env_id} --total-timesteps {learning_starts + steps} --learning-starts {learning_starts}".split(),
-        *f"--log-every {learning_starts} --eval-episodes 0 --progress-every 1e9 --exp-name speed --torch-threads 1".split(),
+        *f"--log-every {learning_starts} --eval-episodes 0 --progress-every 1e9 --exp-name speed --torch-threads {threads}".split(),
     ]
-    out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     run_dir = [line.split()[-1] for line in out.stdout.splitlines() if line.startswith("run dir:")][0]
@@ -57,10 +57,10 @@ def run_ours(env_id: str, learning_starts: int, steps: int) -> float:
     return steps / (end / sps[end] - learning_starts / sps[learning_starts])
 
 
-def run_sb3(env_id: str, learning_starts: int, steps: int) -> float:
+def run_sb3(env_id: str, learning_starts: int, steps: int, threads: int = 1) -> float:
     code = f"""
 import time, torch
-torch.set_num_threads(1)
+torch.set_num_threads({threads})
 from stable_baselines3 import SAC
 from stable_baselines3.common.env_util import make_vec_env
 env = make_vec_env({env_id!r}, n_envs=1, seed=1)
@@ -72,7 +72,7 @@ start = time.time()
 model.learn({steps}, reset_num_timesteps=False)
 print({steps} / (time.time() - start))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return float(out.stdout.strip().splitlines()[-1])
@@ -145,6 +145,7 @@ def main():
     p.add_argument("--learning-starts", type=int, default=1000)
     p.add_argument("--steps", type=int, default=2000, help="timed transitions, one gradient step each")
     p.add_argument("--repeats", type=int, default=3, help="ours then SB3, this many times; medians reported")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of both (the sequential timing only)")
     p.add_argument("--interleaved", action="store_true", help="time the update alone, ours and SB3's in turn in one process")
     a = p.parse_args()
     if a.interleaved:
@@ -161,12 +162,12 @@ def main():
         for impl in impls:
             start = time.time()
             if impl == "sb3":
-                sps = run_sb3(a.env_id, a.learning_starts, a.steps)
+                sps = run_sb3(a.env_id, a.learning_starts, a.steps, a.threads)
             else:
-                sps = run_ours(a.env_id, a.learning_starts, a.steps)
+                sps = run_ours(a.env_id, a.learning_starts, a.steps, a.threads)
             results[impl].append(sps)
             print(f"repeat {rep + 1}: {impl:15} {sps:7.1f} env steps/s in the update phase ({time.time() - start:.0f}s wall)", flush=True)
-    record = {"env_id": a.env_id, "steps": a.steps, "learning_starts": a.learning_starts, "time": int(time.time())}
+    record = {"env_id": a.env_id, "steps": a.steps, "learning_starts": a.learning_starts, "threads": a.threads, "time": int(time.time())}
     base = statistics.median(results["sb3"])
     for impl, values in results.items():
         med = statistics.median(values)
