@@ -28,10 +28,13 @@ parameters (the critics' weights are detached inside J_pi).
 
 Speed (benchmark/speed_sac.py times it against Stable-Baselines3): the two critics are one module whose weights
 are stacked (2, in, out), so one batched matmul per hidden layer evaluates both (a multiply-and-sum the output
-unit); one backward pass, one fused Adam step, lerp_ for Polyak; activations in place; the policy acts on the
-host in NumPy (HostPolicy); nothing in the update waits on the host: the losses are read (.tolist(), one sync)
-every log_every steps only. torch.compile is not offered: on the CPU here it made the update slower (its
-pointwise kernels lost to eager's), and the GPU is not this file's aim.
+unit); one backward pass, one fused Adam step, one _foreach_lerp_ for Polyak; activations in place; a batch is
+one gather of whole buffer rows; the policy acts on the host in NumPy (HostPolicy); nothing in the update waits
+on the host: the losses are read (.tolist(), one sync) every log_every steps only. torch.compile is not offered:
+on the CPU here it made the update slower (its fused pointwise kernels took longer than eager's), and the GPU is
+not this file's aim. The update's matrix products are big enough to gain from a second thread, unlike the
+on-policy scripts': --torch-threads 2 runs about 1.4x faster on two otherwise idle cores (the default, 1, suits
+several runs side by side).
 
 Checkpoints hold the actor, both critics and their targets, log alpha, the Adam state, the step counters, the RNG
 states and the args, not the replay buffer (up to 1e6 transitions): --resume refills it, acting with the restored
