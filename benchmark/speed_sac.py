@@ -1,7 +1,7 @@
 """Speed of sac.py against Stable-Baselines3's SAC in the update phase, on the CPU.
 
-Both run one after the other (never at the same time), each in its own process with one torch thread (--threads), with the
-hyper-parameters mapped one to one (the table below is printed). Each first collects --learning-starts uniform
+Both run one after the other (never at the same time), each in its own process with the same number of torch
+threads (--threads, default 1), with the hyper-parameters mapped one to one (the table below is printed). Each first collects --learning-starts uniform
 random transitions (not timed), then --steps transitions with one gradient step each (timed): the figure is
 environment steps per second of that phase, updates included. Ours is read from its metrics file (charts/SPS
 logged right after the warm-up and at the end), SB3's is the wall time of its second learn() call.
