@@ -7,9 +7,9 @@ Each iteration:
   3) update_epochs passes of minibatch Adam on  L = -L^CLIP + c1 L^VF - c2 H
   4) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
 
-Part one is PPO: Args, the networks, the math as pure functions (the tests check each against an independent
-answer), the rollout and main(). Below the `# ==== infrastructure` divider is the machinery every script shares;
-blocks marked `# === shared: NAME ===` are byte-identical in every script that carries them (tests/test_drift.py).
+Part one is PPO: Args, networks, the math as pure functions (tested against independent answers), the rollout, main().
+Below the `# ==== infrastructure` divider is the machinery all the scripts share; `# === shared: NAME ===` blocks are
+byte-identical in every script that carries them (tests/test_drift.py).
 
 Run:  python ppo.py --env-id Hopper-v5
 """
@@ -89,8 +89,7 @@ class Args:
 
 
 # === shared: policy ===
-# The log-probabilities and entropies are written out rather than taken from torch.distributions: the same
-# numbers (tests/test_ppo.py checks them against torch.distributions) at a fraction of the per-call overhead.
+# Written out rather than torch.distributions: the same numbers (the tests check) at a fraction of the overhead.
 LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
 
 
@@ -116,9 +115,8 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 class Agent(nn.Module):
-    """Separate policy and value MLPs. Discrete actions: categorical over the policy's logits. Box actions:
-    diagonal Gaussian with mean from the policy network and a state-independent, learned log-std. The update
-    uses it; the rollout acts with HostPolicy, a NumPy copy of the same function (part two)."""
+    """Separate policy and value MLPs: a categorical over the logits (Discrete), or a diagonal Gaussian with a learned,
+    state-independent log-std (Box). The update uses it; the rollout acts with HostPolicy, its NumPy twin (part two)."""
 
     def __init__(self, obs_dim: int, action_dim: int, discrete: bool, args):
         super().__init__()
@@ -150,13 +148,10 @@ class Agent(nn.Module):
 
 # === shared: gae ===
 def compute_gae(rewards, values, next_values, terminations, dones, gamma: float, gae_lambda: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation (Schulman et al., 2016, arXiv:1506.02438) over (T, N) tensors.
-
-    next_values[t] is V(s_{t+1}) of the transition's own next state: at a truncation, V of the true final
-    observation (bootstrap); at a termination it is ignored. dones = terminations | truncations: the
-    recursion never crosses an episode boundary. Returns the advantages A_t and the lambda-returns
-    R_t = A_t + V(s_t), the value targets.
-    """
+    """Generalised advantage estimation (Schulman et al., 2016, arXiv:1506.02438) over (T, N) tensors. next_values[t]
+    is V(s_{t+1}) of the transition's own next state: at a truncation V(true final observation), the bootstrap; at a
+    termination it is ignored. dones = terminations | truncations: the recursion never crosses an episode boundary.
+    Returns the advantages A_t and the lambda-returns R_t = A_t + V(s_t), the value targets."""
     # delta_t = r_t + gamma * V(s_{t+1}) * (1 - term_t) - V(s_t)
     deltas = rewards + gamma * next_values * (1.0 - terminations) - values
     # A_t = delta_t + gamma * lambda * (1 - done_t) * A_{t+1}
@@ -173,11 +168,8 @@ def compute_gae(rewards, values, next_values, terminations, dones, gamma: float,
 
 
 def clipped_surrogate_loss(ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
-    """-L^CLIP, to minimise. r_t = pi(a|s) / pi_old(a|s).
-
-    L^CLIP = E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)]: the gradient vanishes where the clipped term
-    is the minimum, i.e. r_t > 1 + eps with A_t > 0 and r_t < 1 - eps with A_t < 0.
-    """
+    """-L^CLIP, to minimise: L^CLIP = E[min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)], r_t = pi(a|s) / pi_old(a|s).
+    The gradient vanishes where the clipped term is the minimum: r_t > 1 + eps with A_t > 0, r_t < 1 - eps with A_t < 0."""
     return -torch.min(ratio * advantages, torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef) * advantages).mean()
 
 
@@ -213,15 +205,14 @@ def ppo_loss(agent: Agent, obs, actions, logprobs, advantages, returns, values, 
 def validate_args(args: Args) -> None:
     """Bad input fails here, before any env is built or a step is taken (the checks are in part two)."""
     validate_common(args)
-    validate_minibatches(args, validate_on_policy(args))
+    validate_on_policy(args, minibatches=True)
     if args.clip_coef <= 0:
         fail(f"--clip-coef must be positive, got {args.clip_coef}")
 
 
 # === shared: rollout ===
 class Rollout:
-    """Storage for one rollout, (T, N, ...) arrays allocated once on the host, where the envs and the HostPolicy
-    act; the update takes them to the device in one copy per iteration."""
+    """One rollout's storage, (T, N, ...) arrays allocated once on the host, where the envs and HostPolicy act."""
 
     def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_space: gym.Space):
         T, N = num_steps, num_envs
@@ -234,42 +225,38 @@ class Rollout:
         self.terminations = np.zeros((T, N), np.float32)
         self.dones = np.zeros((T, N), np.float32)  # terminated or truncated
 
+    def collect(self, envs, policy, next_obs, obs_norm, reward_scaler, logger, global_step: int):
+        """1) num_steps x num_envs transitions with pi_old (policy); returns the next observation and global_step."""
+        space = envs.single_action_space
+        for step in range(len(self.obs)):
+            global_step += envs.num_envs
+            self.obs[step] = next_obs
+            self.actions[step], self.logprobs[step], self.values[step] = policy.act(next_obs)
+            env_action = self.actions[step] if policy.discrete else np.clip(self.actions[step], space.low, space.high)
+            raw_obs, reward, terminated, truncated, infos = envs.step(env_action)
+            done = terminated | truncated
+            self.rewards[step], self.terminations[step], self.dones[step] = reward_scaler(reward, done), terminated, done
+            next_obs = obs_norm(raw_obs, update=True)
+            # Truncation is not termination: bootstrap from V(true final observation). SAME_STEP autoreset has
+            # already reset that sub-env; its final observation is in infos["final_obs"].
+            self.final_values[step] = 0.0
+            truncated_only = truncated & ~terminated
+            if truncated_only.any():
+                idx = np.nonzero(truncated_only)[0]
+                self.final_values[step, idx] = policy.value(obs_norm(np.stack(infos["final_obs"][idx])))
+            logger.log_episodes(global_step, infos)
+        return next_obs, global_step
 
-def collect_rollout(envs, policy, rollout: Rollout, next_obs, obs_norm, reward_scaler, logger, global_step: int):
-    """1) num_steps x num_envs transitions with pi_old (policy, acting on the host). Returns the next
-    observation and global_step."""
-    space = envs.single_action_space
-    for step in range(len(rollout.obs)):
-        global_step += envs.num_envs
-        rollout.obs[step] = next_obs
-        rollout.actions[step], rollout.logprobs[step], rollout.values[step] = policy.act(next_obs)
-        env_action = rollout.actions[step] if policy.discrete else np.clip(rollout.actions[step], space.low, space.high)
-        raw_obs, reward, terminated, truncated, infos = envs.step(env_action)
-        done = terminated | truncated
-        rollout.rewards[step], rollout.terminations[step], rollout.dones[step] = reward_scaler(reward, done), terminated, done
-        next_obs = obs_norm(raw_obs, update=True)
-        # Truncation is not termination: bootstrap from V(true final observation). SAME_STEP autoreset has
-        # already reset that sub-env; its final observation is in infos["final_obs"].
-        rollout.final_values[step] = 0.0
-        truncated_only = truncated & ~terminated
-        if truncated_only.any():
-            idx = np.nonzero(truncated_only)[0]
-            rollout.final_values[step, idx] = policy.value(obs_norm(np.stack(infos["final_obs"][idx])))
-        logger.log_episodes(global_step, infos)
-    return next_obs, global_step
-
-
-def rollout_advantages(rollout: Rollout, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device):
-    """2) GAE over the rollout, as (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t)."""
-    # next_values[t] = V(s_{t+1}) of each transition's own next state: V(true final obs) at a truncation
-    next_values = np.concatenate([rollout.values[1:], policy.value(next_obs)[None]])
-    next_values = np.where(rollout.dones.astype(bool), rollout.final_values, next_values)
-    r = rollout
-    b_rewards, b_values, b_next_values, b_terminations, b_dones = (
-        torch.as_tensor(x, device=device) for x in (r.rewards, r.values, next_values, r.terminations, r.dones)
-    )
-    advantages, returns = compute_gae(b_rewards, b_values, b_next_values, b_terminations, b_dones, gamma, gae_lambda)
-    return advantages, returns, b_values
+    def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device):
+        """2) GAE over the rollout, (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t)."""
+        # next_values[t] = V(s_{t+1}) of each transition's own next state: V(true final obs) at a truncation
+        next_values = np.concatenate([self.values[1:], policy.value(next_obs)[None]])
+        next_values = np.where(self.dones.astype(bool), self.final_values, next_values)
+        b_rewards, b_values, b_next_values, b_terminations, b_dones = (
+            torch.as_tensor(x, device=device) for x in (self.rewards, self.values, next_values, self.terminations, self.dones)
+        )
+        advantages, returns = compute_gae(b_rewards, b_values, b_next_values, b_terminations, b_dones, gamma, gae_lambda)
+        return advantages, returns, b_values
 
 
 # === end shared: rollout ===
@@ -284,31 +271,27 @@ def main(args: Args) -> dict:
     agent = Agent(run.obs_dim, run.action_dim, run.discrete, args).to(device)
     # fused=True: one kernel for the whole parameter update, several times faster for networks this small
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
-    # What checkpoints hold, restored here from --resume or --eval-checkpoint (with the RNG states and args)
-    global_step, start_iteration = run.restore(
-        "iteration", agent=agent, optimizer=optimizer, obs_rms=obs_norm.rms, return_rms=reward_scaler.rms
-    )
+    state = dict(agent=agent, optimizer=optimizer, obs_rms=obs_norm.rms, return_rms=reward_scaler.rms)  # what checkpoints hold
+    global_step, start_iteration = run.restore("iteration", **state)  # from --resume or --eval-checkpoint
     if args.eval_checkpoint:
         return run.evaluate_checkpoint(agent, obs_norm)
     batch_size = args.num_envs * args.num_steps
-    minibatch_size = batch_size // args.num_minibatches
-    num_iterations = args.total_timesteps // batch_size
+    minibatch_size, num_iterations = batch_size // args.num_minibatches, args.total_timesteps // batch_size
     rollout = Rollout(args.num_steps, args.num_envs, run.obs_dim, envs.single_action_space)
     loss_fn = maybe_compile(ppo_loss, args.compile, run.logger)
 
     envs.action_space.seed(args.seed + global_step)
-    raw_obs, _ = envs.reset(seed=args.seed + global_step)
-    next_obs = obs_norm(raw_obs, update=True)
+    next_obs = obs_norm(envs.reset(seed=args.seed + global_step)[0], update=True)
     for iteration in range(start_iteration + 1, num_iterations + 1):
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
         policy = HostPolicy(agent)  # pi_old, acting on the host
 
         # 1) Rollout: num_steps x num_envs transitions with pi_old
-        next_obs, global_step = collect_rollout(envs, policy, rollout, next_obs, obs_norm, reward_scaler, run.logger, global_step)
+        next_obs, global_step = rollout.collect(envs, policy, next_obs, obs_norm, reward_scaler, run.logger, global_step)
 
         # 2) Advantages and lambda-returns: GAE(gamma, lambda)
-        advantages, returns, values = rollout_advantages(rollout, policy, next_obs, args.gamma, args.gae_lambda, device)
+        advantages, returns, values = rollout.advantages(policy, next_obs, args.gamma, args.gae_lambda, device)
 
         # 3) update_epochs passes of minibatch Adam over the flattened batch
         b_obs = torch.as_tensor(rollout.obs, device=device).reshape(batch_size, run.obs_dim)  # (T * N, obs_dim)
@@ -333,64 +316,25 @@ def main(args: Args) -> dict:
                 break
 
         # 4) Log, checkpoint
-        means = dict(zip(mb_stats, torch.stack(stats).mean(0).tolist(), strict=True))  # .tolist(): one sync
+        means = torch.stack(stats).mean(0).tolist()  # .tolist(): one sync per iteration
+        losses = {f"losses/{name}": value for name, value in zip(mb_stats, means, strict=True)}
+        losses["losses/explained_variance"] = explained_variance(b_values, b_returns)
         run.logger.log(
-            global_step,
-            {
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                **{f"losses/{name}": value for name, value in means.items()},
-                "losses/explained_variance": explained_variance(b_values, b_returns),
-                "charts/SPS": run.logger.sps(global_step),
-            },
+            global_step, {"charts/learning_rate": optimizer.param_groups[0]["lr"], **losses, "charts/SPS": run.logger.sps(global_step)}
         )
         run.end_iteration(global_step, last=iteration == num_iterations, iteration=iteration)
     return run.finish(agent, obs_norm, global_step, iteration=num_iterations)
 
 
 # ==== infrastructure: the same machinery in every script of the collection; a reader of the algorithm can stop here ====
-# The MLP, acting on the host, normalisation, envs, validation, command line, run folder, seeding, device, checkpoints,
-# logging, evaluation, compile.
+# Acting on the host, normalisation, compile, the MLP, envs, validation, command line, run folder, seeding, device,
+# checkpoints, logging, evaluation.
 
 
-# === shared: mlp ===
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
-
-
-def layer_init(layer: nn.Linear, gain: float, bias: float = 0.0) -> nn.Linear:
-    """Orthogonal weights, constant bias (Implementation Matters, Engstrom et al. 2020)."""
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.constant_(layer.bias, bias)
-    return layer
-
-
-class MLP(nn.Module):
-    """Linear layers with an activation between them. forward() is a plain loop over F.linear rather than
-    nn.Sequential: the same function without nn.Module's per-layer call overhead, which dominates the minibatch
-    steps of networks this small."""
-
-    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
-        super().__init__()
-        sizes = (in_dim, *hidden_sizes)
-        hidden = [layer_init(nn.Linear(i, o), hidden_gain) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
-        self.layers = nn.ModuleList([*hidden, layer_init(nn.Linear(sizes[-1], out_dim), out_gain)])
-        self.activation = ACTIVATIONS[activation]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
-        for layer in hidden:
-            x = self.activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, out.weight, out.bias)
-
-
-# === end shared: mlp ===
-
-
-# === shared: host-policy ===
+# === shared: on-policy ===
 class HostPolicy:
-    """The policy that acts in the environment: NumPy views of the agent's current weights. Acting runs once per env
-    step on num_envs observations, a size at which torch's per-operation overhead is many times the arithmetic (and
-    a GPU would add a round trip per step), so the rollout acts on the host and its storage stays there. Build it
-    after each update: on the CPU the arrays share memory with the parameters; on a GPU they are copies."""
+    """The policy that acts in the envs, in NumPy: at num_envs rows torch's per-operation overhead is many times the
+    arithmetic. Build it after each update: on the CPU its arrays are views of the parameters; on a GPU, copies."""
 
     def __init__(self, agent: Agent):
         def host(t: torch.Tensor) -> np.ndarray:
@@ -434,15 +378,12 @@ class HostPolicy:
 
 
 def load_policy(path: str):
-    """A trained policy for your own code: act(obs) -> action, from raw observations, (obs_dim,) or (N, obs_dim),
-    to the deterministic action (argmax, or the mean clipped to the bounds), with the checkpoint's observation
-    statistics applied frozen. `from ppo import load_policy; act = load_policy("runs/<run>/ppo.pt")`."""
-    ckpt = load_checkpoint(path)
-    args = checkpoint_args(Args, ckpt)
-    env = gym.make(args.env_id, **json.loads(args.env_kwargs))  # for its spaces only
-    obs_dim, space = env.observation_space.shape[0], env.action_space
-    env.close()
-    discrete = isinstance(space, gym.spaces.Discrete)
+    """A trained policy for your own code: act(raw obs (obs_dim,) or (N, obs_dim)) -> the deterministic action (argmax,
+    or the mean clipped to the bounds), the checkpoint's observation statistics frozen."""
+    args = checkpoint_args(Args, ckpt := load_checkpoint(path))
+    envs = make_vec_env(replace(args, capture_video=False), "", 1)  # for its spaces only
+    obs_dim, space, discrete = envs.single_observation_space.shape[0], envs.single_action_space, check_spaces(envs)
+    envs.close()
     agent = Agent(obs_dim, space.n if discrete else space.shape[0], discrete, args)
     agent.load_state_dict(ckpt["agent"])
     obs_norm = ObsNormalizer((obs_dim,), (not discrete) if args.norm_obs is None else args.norm_obs, args.clip_obs)
@@ -457,13 +398,8 @@ def load_policy(path: str):
     return act
 
 
-# === end shared: host-policy ===
-
-
-# === shared: normalisation ===
 class RunningMeanStd:
-    """Running mean and variance over a stream of batches (Chan et al.'s parallel update), in float64, written with
-    plain sums (np.mean and np.var cost several times as much on rows this small, once per env step)."""
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update), in float64, with plain sums."""
 
     def __init__(self, shape: tuple[int, ...] = ()):
         self.mean, self.var = np.zeros(shape, np.float64), np.ones(shape, np.float64)
@@ -486,8 +422,7 @@ class RunningMeanStd:
 
 
 class ObsNormalizer:
-    """o' = clip((o - mu) / sqrt(var + eps), -clip, clip). The statistics update in training only; evaluation uses
-    them frozen. Off: a float32 cast and nothing else."""
+    """o' = clip((o - mu) / sqrt(var + eps), -clip, clip), updated in training only; off: a float32 cast."""
 
     def __init__(self, shape: tuple[int, ...], enabled: bool, clip: float, eps: float = 1e-8):
         self.rms, self.enabled, self.clip, self.eps = RunningMeanStd(shape), enabled, clip, eps
@@ -527,12 +462,53 @@ def make_normalisers(args, run) -> tuple[ObsNormalizer, RewardScaler]:
     return ObsNormalizer((run.obs_dim,), norm_obs, args.clip_obs), RewardScaler(args.num_envs, args.gamma, norm_reward, args.clip_reward)
 
 
-# === end shared: normalisation ===
+def maybe_compile(fn, enabled: bool, logger=None):
+    """torch.compile(fn) if enabled; eager, with a warning, if that fails. The compiling call is left out of SPS."""
+    if not enabled:
+        return fn
+    compiled, first = torch.compile(fn), [True]
+
+    def call(*a, **kw):
+        nonlocal compiled
+        start = time.time()
+        try:
+            return compiled(*a, **kw)
+        except Exception as e:
+            if compiled is fn:
+                raise
+            print(f"warning: torch.compile failed ({type(e).__name__}); running eager", file=sys.stderr)
+            compiled = fn
+            return fn(*a, **kw)
+        finally:
+            if first[0] and logger is not None:
+                logger.excluded_time += time.time() - start
+            first[0] = False
+
+    return call
+
+
+def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
+    """Global gradient clipping, in place: g <- g * min(1, c / ||g||), with ||g|| the norm of all the gradients
+    taken as one vector (c = max_grad_norm). The same numbers as torch.nn.utils.clip_grad_norm_ (tests check),
+    with less bookkeeping per call, which matters for networks this small. Returns ||g|| before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
+    return total_norm
+
+
+def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
+    """1 - Var[y - y_hat] / Var[y]: 1 is a perfect value function, 0 no better than a constant."""
+    var_y = y_true.var()
+    return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
+
+
+# === end shared: on-policy ===
 
 
 # === shared: validate-on-policy ===
-def validate_on_policy(args) -> int:
-    """The checks of a rollout's shape; returns the batch size num_envs * num_steps."""
+def validate_on_policy(args, minibatches: bool = False) -> int:
+    """The checks of a rollout's shape (and of its minibatches); returns the batch size num_envs * num_steps."""
     if not 0 <= args.gae_lambda <= 1:
         fail(f"--gae-lambda must be in [0, 1], got {args.gae_lambda}")
     if args.num_steps < 1:
@@ -540,33 +516,54 @@ def validate_on_policy(args) -> int:
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < batch_size and not args.eval_checkpoint:
         fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch (num_envs * num_steps = {batch_size})")
+    if minibatches and (args.num_minibatches < 1 or batch_size % args.num_minibatches):
+        fail(f"--num-minibatches {args.num_minibatches} does not divide the batch (num_envs * num_steps = {batch_size})")
+    if minibatches and args.update_epochs < 1:
+        fail(f"--update-epochs must be at least 1, got {args.update_epochs}")
     return batch_size
 
 
 # === end shared: validate-on-policy ===
 
 
-# === shared: validate-minibatches ===
-def validate_minibatches(args, batch_size: int) -> None:
-    if args.num_minibatches < 1 or batch_size % args.num_minibatches:
-        fail(f"--num-minibatches {args.num_minibatches} does not divide the batch (num_envs * num_steps = {batch_size})")
-    if args.update_epochs < 1:
-        fail(f"--update-epochs must be at least 1, got {args.update_epochs}")
-
-
-# === end shared: validate-minibatches ===
-
-
 # === shared: plumbing ===
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+def layer_init(layer: nn.Linear, gain: float, bias: float = 0.0) -> nn.Linear:
+    """Orthogonal weights, constant bias (Implementation Matters, Engstrom et al. 2020)."""
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class MLP(nn.Module):
+    """Linear layers with an activation between them. forward() is a plain loop over F.linear rather than
+    nn.Sequential: the same function without nn.Module's per-layer call overhead, which dominates the minibatch
+    steps of networks this small."""
+
+    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
+        super().__init__()
+        sizes = (in_dim, *hidden_sizes)
+        hidden = [layer_init(nn.Linear(i, o), hidden_gain) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
+        self.layers = nn.ModuleList([*hidden, layer_init(nn.Linear(sizes[-1], out_dim), out_gain)])
+        self.activation = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
+        for layer in hidden:
+            x = self.activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, out.weight, out.bias)
+
+
 SCRIPT = os.path.basename(__file__)
 
 
 def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
-    """num_envs sub-envs in SAME_STEP autoreset mode; env 0 records video with --capture-video (all episodes with
-    record_all, else gymnasium's cubic schedule). Gymnasium 1.x's default, NEXT_STEP, spends the step after an
-    episode's end on the reset (action ignored, reward 0): not a transition. SAME_STEP resets inside the step that
-    ends the episode, returns the new episode's first observation and puts the true final one in infos["final_obs"],
-    so every step is a real transition. Episode statistics arrive as infos["episode"], masked by infos["_episode"]."""
+    """num_envs sub-envs in SAME_STEP autoreset mode (gymnasium's default, NEXT_STEP, spends a step on each reset,
+    which is not a transition): a step that ends an episode returns the next one's first observation and the true
+    final one in infos["final_obs"]. Episode statistics: infos["episode"], masked by infos["_episode"]. Env 0 records
+    video with --capture-video (every episode with record_all, else gymnasium's cubic schedule)."""
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as e:
@@ -575,8 +572,7 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
     def make_env(idx: int):
         if not (args.capture_video and idx == 0):
             return lambda: gym.make(args.env_id, **env_kwargs)
-        trigger = (lambda episode: True) if record_all else None
-        video_dir = os.path.join("videos", run_name)
+        trigger, video_dir = (lambda episode: True) if record_all else None, os.path.join("videos", run_name)
         return lambda: gym.wrappers.RecordVideo(
             gym.make(args.env_id, render_mode="rgb_array", **env_kwargs), video_dir, episode_trigger=trigger, disable_logger=True
         )
@@ -595,11 +591,9 @@ def check_spaces(envs: gym.vector.VectorEnv) -> bool:
         fail(
             f"--env-id: observation space {obs_space} is not supported; wrap the env so that it returns a flat Box (gymnasium.wrappers.FlattenObservation)"
         )
-    if isinstance(act_space, gym.spaces.Discrete):
-        return True
-    if not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1):
+    if not isinstance(act_space, gym.spaces.Discrete) and not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1):
         fail(f"--env-id: action space {act_space} is not supported (Discrete or a flat Box)")
-    return False
+    return isinstance(act_space, gym.spaces.Discrete)
 
 
 def validate_common(args) -> None:
@@ -623,9 +617,8 @@ def fail(message: str):
 
 
 def cli(args_type):
-    """Parse the command line. Booleans also take W&B Sweeps' `--flag=True/False` form. With --resume or
-    --eval-checkpoint, the checkpoint's own args become the defaults, so `--eval-checkpoint PATH` alone
-    evaluates on the env it was trained on; flags given still override them."""
+    """The command line; booleans also take W&B Sweeps' `--flag=True/False`. With --resume or --eval-checkpoint the
+    checkpoint's args are the defaults (`--eval-checkpoint PATH` alone evaluates on its env); flags override them."""
     bools = {f.name.replace("_", "-") for f in fields(args_type) if f.type in (bool, "bool")}
     argv = []
     for token in sys.argv[1:]:
@@ -641,9 +634,8 @@ def cli(args_type):
 
 
 class Run:
-    """One run's machinery, in the order main() uses it. Made: the checkpoint to resume or evaluate, torch threads,
-    seeds, device, the run folder runs/<run> and the training envs. restore(): what checkpoints hold, and the logger.
-    end_iteration(): the progress line and --save-every. finish(): --save-model, the evaluation, the summary."""
+    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, runs/<run> and the envs;
+    restore() (state and logger), end_iteration() (progress, --save-every), finish() (--save-model, evaluation)."""
 
     def __init__(self, args):
         self.args, path = args, args.resume or args.eval_checkpoint
@@ -658,7 +650,7 @@ class Run:
         torch.backends.cudnn.deterministic = args.torch_deterministic
         self.device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
         print(f"device: {self.device}" + (" (--cuda given, but no GPU is present)" if args.cuda and self.device.type == "cpu" else ""))
-        self.name = self.ckpt["run_name"] if self.ckpt else self.new_name(args)
+        self.name = self.ckpt["run_name"] if self.ckpt else new_run_name(args)
         self.dir = os.path.join("runs", self.name)
         print(f"run dir: {self.dir}")
         self.envs = make_vec_env(args, self.name, args.num_envs)
@@ -667,24 +659,9 @@ class Run:
         self.action_dim = self.envs.single_action_space.n if self.discrete else self.envs.single_action_space.shape[0]
         self.logger, self.state, self.save_next = None, {}, None
 
-    @staticmethod
-    def new_name(args) -> str:
-        """<env>__<exp_name>__<seed>__<unix time>, its folder made here, atomically: two runs started in the same
-        second (by two processes, say) never share one; the second gets a suffix."""
-        base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-        name, n = base, 1
-        while True:
-            try:
-                os.makedirs(os.path.join("runs", name))
-                return name
-            except FileExistsError:
-                n += 1
-                name = f"{base}-{n}"
-
     def restore(self, counter: str, **state) -> tuple[int, int]:
-        """Registers what checkpoints hold (modules, optimisers, statistics: anything with a state_dict; tensors) and
-        loads it from --resume or --eval-checkpoint; with --resume also the RNG states. Returns global_step and the
-        counter named `counter` (the iteration, SAC's update step) to continue from: 0 and 0 for a new run."""
+        """Registers what checkpoints hold (state_dicts, tensors) and loads it from the checkpoint given; with --resume
+        also the RNG states. Returns global_step and the counter named `counter` to continue from (0, 0 if new)."""
         self.state, global_step, count = state, 0, 0
         for key, value in state.items() if self.ckpt else ():
             if isinstance(value, torch.Tensor):
@@ -717,32 +694,39 @@ class Run:
             self.save_next += self.args.save_every
 
     def evaluate_checkpoint(self, agent, obs_norm) -> dict:
-        returns = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes)
-        print(
-            f"evaluation of {self.args.eval_checkpoint}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes"
-        )
+        returns = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes, f" of {self.args.eval_checkpoint}")
         self.envs.close()
         return {"eval_returns": returns}
 
     def finish(self, agent, obs_norm, global_step: int, **counters) -> dict:
-        logger = self.logger
         summary = {
             "global_step": global_step,
             "run_dir": self.dir,
-            "episodic_returns": logger.returns,
-            "sps": logger.sps(global_step),
-            **counters,
+            "episodic_returns": self.logger.returns,
+            "sps": self.logger.sps(global_step),
         }
         if self.args.save_model:
             summary["checkpoint"] = self.checkpoint(global_step, **counters)
             print(f"saved {summary['checkpoint']}")
         self.envs.close()
         if self.args.eval_episodes:
-            summary["eval_returns"] = returns = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes)
-            logger.log(global_step, {"eval/episodic_return": np.mean(returns)})
-            print(f"evaluation: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
-        logger.close()
-        return summary
+            summary["eval_returns"] = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes)
+            self.logger.log(global_step, {"eval/episodic_return": np.mean(summary["eval_returns"])})
+        self.logger.close()
+        return summary | counters
+
+
+def new_run_name(args) -> str:
+    """<env>__<exp_name>__<seed>__<unix time>, its folder made atomically (a second run in the same second: -2)."""
+    base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    name, n = base, 1
+    while True:
+        try:
+            os.makedirs(os.path.join("runs", name))
+            return name
+        except FileExistsError:
+            n += 1
+            name = f"{base}-{n}"
 
 
 def load_checkpoint(path: str) -> dict:
@@ -788,18 +772,15 @@ def set_rng_state(state: dict) -> None:
 
 
 class Logger:
-    """Every value goes to runs/<run>/metrics.jsonl ({"global_step": .., name: value} a line) and, with --track, to
-    W&B with global_step as the x-axis. A progress line reaches stdout every --progress-every seconds."""
+    """Every value to runs/<run>/metrics.jsonl ({"global_step": .., name: value} a line) and, with --track, to W&B."""
 
     def __init__(self, args, run_name: str, run_dir: str, start_step: int):
-        self.args, self.run_name, self.run_dir = args, run_name, run_dir
+        self.args, self.video_dir, self.videos_logged, self.returns = args, os.path.join("videos", run_name), set(), []
         os.makedirs(run_dir, exist_ok=True)
         with open(os.path.join(run_dir, "args.json"), "w") as f:
             json.dump(asdict(args), f, indent=2)
         self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
-        self.returns: list[float] = []
         self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), start_step, 0.0, 0.0
-        self.videos_logged: set[str] = set()
         self.wandb = None
         if args.track:
             import wandb
@@ -817,22 +798,18 @@ class Logger:
             self.wandb.log(record)
 
     def log_episodes(self, global_step: int, infos: dict) -> None:
-        """Episode statistics from gymnasium's vector RecordEpisodeStatistics: infos["episode"] + "_episode"."""
-        if "_episode" in infos:
-            for i in np.nonzero(infos["_episode"])[0]:
-                ret, length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
-                self.returns.append(ret)
-                self.log(global_step, {"charts/episodic_return": ret, "charts/episodic_length": length})
+        for i in np.nonzero(infos["_episode"])[0] if "_episode" in infos else ():
+            self.returns.append(float(infos["episode"]["r"][i]))
+            self.log(global_step, {"charts/episodic_return": self.returns[-1], "charts/episodic_length": int(infos["episode"]["l"][i])})
 
     def sps(self, global_step: int) -> int:
-        """Transitions per wall second in this process, updates included, compile time excluded."""
+        """Transitions per wall second in this process, compile time excluded."""
         return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
 
     def progress(self, global_step: int, total: int, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self.last_print < self.args.progress_every:
+        if not force and time.time() - self.last_print < self.args.progress_every:
             return
-        self.last_print, sps = now, self.sps(global_step)
+        self.last_print, sps = time.time(), self.sps(global_step)
         recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
         left = max(total - global_step, 0) / max(sps, 1)
         print(
@@ -844,15 +821,14 @@ class Logger:
         self.upload_videos()
 
     def upload_videos(self) -> None:
-        video_dir = os.path.join("videos", self.run_name)
-        if self.wandb is None or not os.path.isdir(video_dir):
+        if self.wandb is None or not os.path.isdir(self.video_dir):
             return
         import wandb
 
-        for name in sorted(set(os.listdir(video_dir)) - self.videos_logged):
-            if name.endswith(".mp4"):  # wandb.Video, as gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
+        for name in sorted(set(os.listdir(self.video_dir)) - self.videos_logged):
+            if name.endswith(".mp4"):  # wandb.Video: gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
                 self.videos_logged.add(name)
-                self.wandb.log({"videos/episode": wandb.Video(os.path.join(video_dir, name), format="mp4")})
+                self.wandb.log({"videos/episode": wandb.Video(os.path.join(self.video_dir, name), format="mp4")})
 
     def close(self) -> None:
         self.upload_videos()
@@ -864,13 +840,11 @@ class Logger:
             wandb.teardown()  # stop W&B's service: the run's records are on disk when close() returns
 
 
-def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
-    """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation statistics
-    frozen, on a fresh env seeded apart from the training envs. obs_norm: a callable returning float32 arrays."""
+def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:
+    """Returns of the deterministic policy, observation statistics frozen, on a fresh env seeded apart from training."""
     envs = make_vec_env(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
-    policy = HostPolicy(agent)
+    policy, returns = HostPolicy(agent), []
     obs, _ = envs.reset(seed=args.seed + 10_000)
-    returns: list[float] = []
     while len(returns) < episodes:
         action = policy.act_deterministic(obs_norm(obs))
         if isinstance(envs.single_action_space, gym.spaces.Box):
@@ -879,60 +853,11 @@ def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]
         if "_episode" in infos and infos["_episode"][0]:
             returns.append(float(infos["episode"]["r"][0]))
     envs.close()
+    print(f"evaluation{label}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
     return returns
 
 
 # === end shared: plumbing ===
-
-
-# === shared: compile ===
-def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
-    """torch.compile(fn) if enabled; on the first failure, warn and fall back to eager. The first call's
-    time (compilation) is excluded from charts/SPS."""
-    if not enabled:
-        return fn
-    compiled, first = torch.compile(fn), [True]
-
-    def call(*a, **kw):
-        nonlocal compiled
-        start = time.time()
-        try:
-            return compiled(*a, **kw)
-        except Exception as e:
-            if compiled is fn:
-                raise
-            print(f"warning: torch.compile failed ({type(e).__name__}); running eager", file=sys.stderr)
-            compiled = fn
-            return fn(*a, **kw)
-        finally:
-            if first[0] and logger is not None:
-                logger.excluded_time += time.time() - start
-            first[0] = False
-
-    return call
-
-
-# === end shared: compile ===
-
-
-# === shared: clip-grad ===
-def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
-    """Global gradient clipping, in place: g <- g * min(1, c / ||g||), with ||g|| the norm of all the gradients
-    taken as one vector (c = max_grad_norm). The same numbers as torch.nn.utils.clip_grad_norm_ (tests check),
-    with less bookkeeping per call, which matters for networks this small. Returns ||g|| before clipping."""
-    grads = [p.grad for p in params if p.grad is not None]
-    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
-    return total_norm
-
-
-def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
-    """1 - Var[y - y_hat] / Var[y]: 1 is a perfect value function, 0 no better than a constant."""
-    var_y = y_true.var()
-    return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
-
-
-# === end shared: clip-grad ===
 
 
 if __name__ == "__main__":
