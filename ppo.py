@@ -225,7 +225,7 @@ class Rollout:
         self.terminations = np.zeros((T, N), np.float32)
         self.dones = np.zeros((T, N), np.float32)  # terminated or truncated
 
-    def collect(self, envs, policy, next_obs, obs_norm, reward_scaler, logger, global_step: int):
+    def collect(self, envs, policy, next_obs, obs_norm, reward_scaler, run, global_step: int):
         """1) num_steps x num_envs transitions with pi_old (policy); returns the next observation and global_step."""
         space = envs.single_action_space
         for step in range(len(self.obs)):
@@ -244,7 +244,7 @@ class Rollout:
             if truncated_only.any():
                 idx = np.nonzero(truncated_only)[0]
                 self.final_values[step, idx] = policy.value(obs_norm(np.stack(infos["final_obs"][idx])))
-            logger.log_episodes(global_step, infos)
+            run.log_episodes(global_step, infos)
         return next_obs, global_step
 
     def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device):
@@ -278,7 +278,7 @@ def main(args: Args) -> dict:
     batch_size = args.num_envs * args.num_steps
     minibatch_size, num_iterations = batch_size // args.num_minibatches, args.total_timesteps // batch_size
     rollout = Rollout(args.num_steps, args.num_envs, run.obs_dim, envs.single_action_space)
-    loss_fn = maybe_compile(ppo_loss, args.compile, run.logger)
+    loss_fn = maybe_compile(ppo_loss, args.compile, run)
 
     envs.action_space.seed(args.seed + global_step)
     next_obs = obs_norm(envs.reset(seed=args.seed + global_step)[0], update=True)
@@ -288,7 +288,7 @@ def main(args: Args) -> dict:
         policy = HostPolicy(agent)  # pi_old, acting on the host
 
         # 1) Rollout: num_steps x num_envs transitions with pi_old
-        next_obs, global_step = rollout.collect(envs, policy, next_obs, obs_norm, reward_scaler, run.logger, global_step)
+        next_obs, global_step = rollout.collect(envs, policy, next_obs, obs_norm, reward_scaler, run, global_step)
 
         # 2) Advantages and lambda-returns: GAE(gamma, lambda)
         advantages, returns, values = rollout.advantages(policy, next_obs, args.gamma, args.gae_lambda, device)
@@ -319,9 +319,7 @@ def main(args: Args) -> dict:
         means = torch.stack(stats).mean(0).tolist()  # .tolist(): one sync per iteration
         losses = {f"losses/{name}": value for name, value in zip(mb_stats, means, strict=True)}
         losses["losses/explained_variance"] = explained_variance(b_values, b_returns)
-        run.logger.log(
-            global_step, {"charts/learning_rate": optimizer.param_groups[0]["lr"], **losses, "charts/SPS": run.logger.sps(global_step)}
-        )
+        run.log(global_step, {"charts/learning_rate": optimizer.param_groups[0]["lr"], **losses, "charts/SPS": run.sps(global_step)})
         run.end_iteration(global_step, last=iteration == num_iterations, iteration=iteration)
     return run.finish(agent, obs_norm, global_step, iteration=num_iterations)
 
@@ -382,7 +380,8 @@ def load_policy(path: str):
     or the mean clipped to the bounds), the checkpoint's observation statistics frozen."""
     args = checkpoint_args(Args, ckpt := load_checkpoint(path))
     envs = make_vec_env(replace(args, capture_video=False), "", 1)  # for its spaces only
-    obs_dim, space, discrete = envs.single_observation_space.shape[0], envs.single_action_space, check_spaces(envs)
+    obs_dim, space = envs.single_observation_space.shape[0], envs.single_action_space
+    discrete = isinstance(space, gym.spaces.Discrete)
     envs.close()
     agent = Agent(obs_dim, space.n if discrete else space.shape[0], discrete, args)
     agent.load_state_dict(ckpt["agent"])
@@ -462,7 +461,7 @@ def make_normalisers(args, run) -> tuple[ObsNormalizer, RewardScaler]:
     return ObsNormalizer((run.obs_dim,), norm_obs, args.clip_obs), RewardScaler(args.num_envs, args.gamma, norm_reward, args.clip_reward)
 
 
-def maybe_compile(fn, enabled: bool, logger=None):
+def maybe_compile(fn, enabled: bool, run=None):
     """torch.compile(fn) if enabled; eager, with a warning, if that fails. The compiling call is left out of SPS."""
     if not enabled:
         return fn
@@ -480,8 +479,8 @@ def maybe_compile(fn, enabled: bool, logger=None):
             compiled = fn
             return fn(*a, **kw)
         finally:
-            if first[0] and logger is not None:
-                logger.excluded_time += time.time() - start
+            if first[0] and run is not None:
+                run.excluded_time += time.time() - start
             first[0] = False
 
     return call
@@ -530,24 +529,17 @@ def validate_on_policy(args, minibatches: bool = False) -> int:
 ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
 
 
-def layer_init(layer: nn.Linear, gain: float, bias: float = 0.0) -> nn.Linear:
-    """Orthogonal weights, constant bias (Implementation Matters, Engstrom et al. 2020)."""
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.constant_(layer.bias, bias)
-    return layer
-
-
 class MLP(nn.Module):
-    """Linear layers with an activation between them. forward() is a plain loop over F.linear rather than
-    nn.Sequential: the same function without nn.Module's per-layer call overhead, which dominates the minibatch
-    steps of networks this small."""
+    """Linear layers with an activation between them, orthogonal weights and zero biases (Implementation Matters,
+    Engstrom et al. 2020). forward() loops over F.linear: nn.Sequential's per-layer call overhead would dominate."""
 
     def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
         super().__init__()
-        sizes = (in_dim, *hidden_sizes)
-        hidden = [layer_init(nn.Linear(i, o), hidden_gain) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
-        self.layers = nn.ModuleList([*hidden, layer_init(nn.Linear(sizes[-1], out_dim), out_gain)])
-        self.activation = ACTIVATIONS[activation]
+        sizes, self.layers, self.activation = (in_dim, *hidden_sizes, out_dim), nn.ModuleList(), ACTIVATIONS[activation]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            self.layers.append(nn.Linear(n_in, n_out))
+            nn.init.orthogonal_(self.layers[-1].weight, out_gain if i == len(hidden_sizes) else hidden_gain)
+            nn.init.constant_(self.layers[-1].bias, 0.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
@@ -563,7 +555,8 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
     """num_envs sub-envs in SAME_STEP autoreset mode (gymnasium's default, NEXT_STEP, spends a step on each reset,
     which is not a transition): a step that ends an episode returns the next one's first observation and the true
     final one in infos["final_obs"]. Episode statistics: infos["episode"], masked by infos["_episode"]. Env 0 records
-    video with --capture-video (every episode with record_all, else gymnasium's cubic schedule)."""
+    video with --capture-video (every episode with record_all, else gymnasium's cubic schedule). Flat Box
+    observations; Discrete or flat Box actions."""
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as e:
@@ -581,11 +574,6 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
         envs = SyncVectorEnv([make_env(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
     except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
         fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
-    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
-
-
-def check_spaces(envs: gym.vector.VectorEnv) -> bool:
-    """Flat Box observations; Discrete or flat Box actions. Returns whether the actions are discrete."""
     obs_space, act_space = envs.single_observation_space, envs.single_action_space
     if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
         fail(
@@ -593,7 +581,7 @@ def check_spaces(envs: gym.vector.VectorEnv) -> bool:
         )
     if not isinstance(act_space, gym.spaces.Discrete) and not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1):
         fail(f"--env-id: action space {act_space} is not supported (Discrete or a flat Box)")
-    return isinstance(act_space, gym.spaces.Discrete)
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 
 def validate_common(args) -> None:
@@ -634,8 +622,10 @@ def cli(args_type):
 
 
 class Run:
-    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, runs/<run> and the envs;
-    restore() (state and logger), end_iteration() (progress, --save-every), finish() (--save-model, evaluation)."""
+    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder
+    runs/<env>__<exp_name>__<seed>__<time> and the envs; restore() (the state checkpoints hold, the metrics file and
+    W&B); log() (every value to runs/<run>/metrics.jsonl, {"global_step": .., name: value} a line, and with --track to
+    W&B); end_iteration() (the progress line, --save-every); finish() (--save-model, the evaluation, the summary)."""
 
     def __init__(self, args):
         self.args, path = args, args.resume or args.eval_checkpoint
@@ -650,48 +640,115 @@ class Run:
         torch.backends.cudnn.deterministic = args.torch_deterministic
         self.device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
         print(f"device: {self.device}" + (" (--cuda given, but no GPU is present)" if args.cuda and self.device.type == "cpu" else ""))
-        self.name = self.ckpt["run_name"] if self.ckpt else new_run_name(args)
+        base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.name, n = self.ckpt["run_name"] if self.ckpt else base, 1
+        while not self.ckpt:  # made atomically: a second run started in the same second gets a suffix
+            try:
+                os.makedirs(os.path.join("runs", self.name))
+                break
+            except FileExistsError:
+                n, self.name = n + 1, f"{base}-{n + 1}"
         self.dir = os.path.join("runs", self.name)
         print(f"run dir: {self.dir}")
         self.envs = make_vec_env(args, self.name, args.num_envs)
-        self.discrete = check_spaces(self.envs)
+        self.discrete = isinstance(self.envs.single_action_space, gym.spaces.Discrete)
         self.obs_dim = self.envs.single_observation_space.shape[0]
         self.action_dim = self.envs.single_action_space.n if self.discrete else self.envs.single_action_space.shape[0]
-        self.logger, self.state, self.save_next = None, {}, None
+        self.returns, self.state, self.save_next, self.wandb, self.videos_logged = [], {}, None, None, set()
 
     def restore(self, counter: str, **state) -> tuple[int, int]:
         """Registers what checkpoints hold (state_dicts, tensors) and loads it from the checkpoint given; with --resume
         also the RNG states. Returns global_step and the counter named `counter` to continue from (0, 0 if new)."""
-        self.state, global_step, count = state, 0, 0
+        self.state, global_step, count, args = state, 0, 0, self.args
         for key, value in state.items() if self.ckpt else ():
             if isinstance(value, torch.Tensor):
                 with torch.no_grad():
                     value.copy_(self.ckpt[key])
             else:
                 value.load_state_dict(self.ckpt[key])
-        if self.args.resume:
-            global_step, count = self.ckpt["global_step"], self.ckpt[counter]
-            set_rng_state(self.ckpt["rng"])
+        if args.resume:
+            global_step, count, rng = self.ckpt["global_step"], self.ckpt[counter], self.ckpt["rng"]
+            random.setstate(rng["python"])
+            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), rng["numpy_pos"]))
+            torch.set_rng_state(rng["torch"])
             print(f"resumed {self.name} at step {global_step}")
-        if not self.args.eval_checkpoint:
-            self.logger = Logger(self.args, self.name, self.dir, global_step)
-            self.save_next = global_step + self.args.save_every if self.args.save_every else None
+        if args.eval_checkpoint:
+            return global_step, count
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "args.json"), "w") as f:
+            json.dump(asdict(args), f, indent=2)
+        self.file = open(os.path.join(self.dir, "metrics.jsonl"), "a")
+        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), global_step, 0.0, 0.0
+        self.save_next = global_step + args.save_every if args.save_every else None
+        if args.track:
+            import wandb
+
+            self.wandb = wandb.init(
+                project=args.wandb_project_name, entity=args.wandb_entity, name=self.name, config=asdict(args), save_code=True, dir=self.dir
+            )
+            self.wandb.define_metric("global_step")
+            self.wandb.define_metric("*", step_metric="global_step")
         return global_step, count
+
+    def log(self, global_step: int, metrics: dict) -> None:
+        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
+            self.wandb.log(record)
+
+    def log_episodes(self, global_step: int, infos: dict) -> None:
+        for i in np.nonzero(infos["_episode"])[0] if "_episode" in infos else ():
+            self.returns.append(float(infos["episode"]["r"][i]))
+            self.log(global_step, {"charts/episodic_return": self.returns[-1], "charts/episodic_length": int(infos["episode"]["l"][i])})
+
+    def sps(self, global_step: int) -> int:
+        """Transitions per wall second in this process, compile time excluded."""
+        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
 
     def checkpoint(self, global_step: int, **counters) -> str:
         """runs/<run>/<script>.pt: the args, global_step and the counters, the registered state, the RNG states."""
-        self.logger.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
+        self.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
         path = os.path.join(self.dir, f"{SCRIPT[:-3]}.pt")
         state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v.state_dict() for k, v in self.state.items()}
+        _, keys, pos, *_ = np.random.get_state()
+        rng = {
+            "python": random.getstate(),
+            "numpy": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_pos": int(pos),
+            "torch": torch.get_rng_state(),
+        }
         head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step}
-        save_checkpoint(path, {**head, **counters, **state, "rng": rng_state()})
+        save_checkpoint(path, {**head, **counters, **state, "rng": rng})
         return path
 
     def end_iteration(self, global_step: int, last: bool, **counters) -> None:
-        self.logger.progress(global_step, self.args.total_timesteps, force=last)
+        """The progress line every --progress-every seconds (and at the end), videos to W&B, --save-every."""
+        total = self.args.total_timesteps
+        if last or time.time() - self.last_print >= self.args.progress_every:
+            self.last_print, sps = time.time(), self.sps(global_step)
+            recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
+            left = max(total - global_step, 0) / max(sps, 1)
+            print(
+                f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
+                f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
+                flush=True,
+            )
+            self.file.flush()
+            self.upload_videos()
         if self.save_next is not None and global_step >= self.save_next:
             self.checkpoint(global_step, **counters)
             self.save_next += self.args.save_every
+
+    def upload_videos(self) -> None:
+        video_dir = os.path.join("videos", self.name)
+        if self.wandb is None or not os.path.isdir(video_dir):
+            return
+        import wandb
+
+        for name in sorted(set(os.listdir(video_dir)) - self.videos_logged):
+            if name.endswith(".mp4"):  # wandb.Video: gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
+                self.videos_logged.add(name)
+                self.wandb.log({"videos/episode": wandb.Video(os.path.join(video_dir, name), format="mp4")})
 
     def evaluate_checkpoint(self, agent, obs_norm) -> dict:
         returns = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes, f" of {self.args.eval_checkpoint}")
@@ -699,34 +756,22 @@ class Run:
         return {"eval_returns": returns}
 
     def finish(self, agent, obs_norm, global_step: int, **counters) -> dict:
-        summary = {
-            "global_step": global_step,
-            "run_dir": self.dir,
-            "episodic_returns": self.logger.returns,
-            "sps": self.logger.sps(global_step),
-        }
+        summary = {"global_step": global_step, "run_dir": self.dir, "episodic_returns": self.returns, "sps": self.sps(global_step)}
         if self.args.save_model:
             summary["checkpoint"] = self.checkpoint(global_step, **counters)
             print(f"saved {summary['checkpoint']}")
         self.envs.close()
         if self.args.eval_episodes:
             summary["eval_returns"] = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes)
-            self.logger.log(global_step, {"eval/episodic_return": np.mean(summary["eval_returns"])})
-        self.logger.close()
+            self.log(global_step, {"eval/episodic_return": np.mean(summary["eval_returns"])})
+        self.upload_videos()
+        self.file.close()
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.finish()
+            wandb.teardown()  # stop W&B's service: the run's records are on disk when finish() returns
         return summary | counters
-
-
-def new_run_name(args) -> str:
-    """<env>__<exp_name>__<seed>__<unix time>, its folder made atomically (a second run in the same second: -2)."""
-    base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    name, n = base, 1
-    while True:
-        try:
-            os.makedirs(os.path.join("runs", name))
-            return name
-        except FileExistsError:
-            n += 1
-            name = f"{base}-{n}"
 
 
 def load_checkpoint(path: str) -> dict:
@@ -753,91 +798,6 @@ def save_checkpoint(path: str, state: dict) -> None:
     """Atomic: a temporary file renamed over the old one, so an interrupted save leaves the last checkpoint intact."""
     torch.save(state, path + ".tmp")
     os.replace(path + ".tmp", path)
-
-
-def rng_state() -> dict:
-    _, keys, pos, *_ = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": torch.from_numpy(keys.astype(np.int64)),
-        "numpy_pos": int(pos),
-        "torch": torch.get_rng_state(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
-    torch.set_rng_state(state["torch"])
-
-
-class Logger:
-    """Every value to runs/<run>/metrics.jsonl ({"global_step": .., name: value} a line) and, with --track, to W&B."""
-
-    def __init__(self, args, run_name: str, run_dir: str, start_step: int):
-        self.args, self.video_dir, self.videos_logged, self.returns = args, os.path.join("videos", run_name), set(), []
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump(asdict(args), f, indent=2)
-        self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
-        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), start_step, 0.0, 0.0
-        self.wandb = None
-        if args.track:
-            import wandb
-
-            self.wandb = wandb.init(
-                project=args.wandb_project_name, entity=args.wandb_entity, name=run_name, config=asdict(args), save_code=True, dir=run_dir
-            )
-            self.wandb.define_metric("global_step")
-            self.wandb.define_metric("*", step_metric="global_step")
-
-    def log(self, global_step: int, metrics: dict) -> None:
-        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
-        self.file.write(json.dumps(record) + "\n")
-        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
-            self.wandb.log(record)
-
-    def log_episodes(self, global_step: int, infos: dict) -> None:
-        for i in np.nonzero(infos["_episode"])[0] if "_episode" in infos else ():
-            self.returns.append(float(infos["episode"]["r"][i]))
-            self.log(global_step, {"charts/episodic_return": self.returns[-1], "charts/episodic_length": int(infos["episode"]["l"][i])})
-
-    def sps(self, global_step: int) -> int:
-        """Transitions per wall second in this process, compile time excluded."""
-        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
-
-    def progress(self, global_step: int, total: int, force: bool = False) -> None:
-        if not force and time.time() - self.last_print < self.args.progress_every:
-            return
-        self.last_print, sps = time.time(), self.sps(global_step)
-        recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
-        left = max(total - global_step, 0) / max(sps, 1)
-        print(
-            f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
-            f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
-            flush=True,
-        )
-        self.file.flush()
-        self.upload_videos()
-
-    def upload_videos(self) -> None:
-        if self.wandb is None or not os.path.isdir(self.video_dir):
-            return
-        import wandb
-
-        for name in sorted(set(os.listdir(self.video_dir)) - self.videos_logged):
-            if name.endswith(".mp4"):  # wandb.Video: gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
-                self.videos_logged.add(name)
-                self.wandb.log({"videos/episode": wandb.Video(os.path.join(self.video_dir, name), format="mp4")})
-
-    def close(self) -> None:
-        self.upload_videos()
-        self.file.close()
-        if self.wandb is not None:
-            import wandb
-
-            self.wandb.finish()
-            wandb.teardown()  # stop W&B's service: the run's records are on disk when close() returns
 
 
 def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:

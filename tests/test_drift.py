@@ -32,7 +32,7 @@ def present_scripts() -> list[str]:
 
 def test_template_declares_blocks():
     blocks = shared_blocks(os.path.join(ROOT, "ppo.py"))
-    for name in ("imports", "args-head", "environment", "normalisation", "mlp", "policy", "gae", "plumbing", "setup", "finish"):
+    for name in ("imports", "args-network", "args-normalisation", "args-common", "policy", "gae", "rollout", "on-policy", "plumbing"):
         assert name in blocks
 
 
@@ -47,6 +47,23 @@ def test_shared_blocks_identical(script):
         assert carriers, f"{script}: block {name!r} is carried by no other script"
         for other in carriers:
             assert body == others[other][name], f"{script} and {other} differ in shared block {name!r}"
+
+
+@pytest.mark.parametrize("script", present_scripts())
+def test_algorithm_first_layout(script):
+    """One `# ==== ... infrastructure` divider; above it the algorithm and main(), below it only shared machinery
+    (and, for a script that needs it, machinery of its own); markers only around whole top-level definitions."""
+    lines = open(os.path.join(ROOT, script)).read().splitlines()
+    dividers = [i for i, line in enumerate(lines) if line.startswith("# ====") and "infrastructure" in line]
+    assert len(dividers) == 1, f"{script}: {len(dividers)} infrastructure dividers"
+    main = next(i for i, line in enumerate(lines) if line.startswith("def main("))
+    assert main < dividers[0], f"{script}: main() is below the divider"
+    assert "# === shared: plumbing ===" in lines[dividers[0] :], f"{script}: the plumbing is not below the divider"
+    nested = [
+        i + 1 for i, line in enumerate(lines) if re.match(r"\s+# === (end )?shared", line) and not line.startswith("    # === shared: args")
+    ]
+    nested = [n for n in nested if "end shared: args" not in lines[n - 1]]
+    assert not nested, f"{script}: drift markers inside a definition at lines {nested}"
 
 
 def test_no_script_imports_another():
