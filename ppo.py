@@ -486,6 +486,13 @@ def maybe_compile(fn, enabled: bool, run=None):
     return call
 
 
+def check_action_space(space: gym.Space) -> bool:
+    """Discrete or flat Box actions; returns whether they are discrete."""
+    if not isinstance(space, gym.spaces.Discrete) and not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        fail(f"--env-id: action space {space} is not supported (Discrete or a flat Box)")
+    return isinstance(space, gym.spaces.Discrete)
+
+
 def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
     """1 - Var[y - y_hat] / Var[y]: 1 is a perfect value function, 0 no better than a constant."""
     var_y = y_true.var()
@@ -546,7 +553,7 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
     which is not a transition): a step that ends an episode returns the next one's first observation and the true
     final one in infos["final_obs"]. Episode statistics: infos["episode"], masked by infos["_episode"]. Env 0 records
     video with --capture-video (every episode with record_all, else gymnasium's cubic schedule). Flat Box
-    observations; Discrete or flat Box actions."""
+    observations; actions as the script's check_action_space takes them."""
     try:
         env_kwargs = json.loads(args.env_kwargs)
     except json.JSONDecodeError as e:
@@ -564,13 +571,11 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
         envs = SyncVectorEnv([make_env(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
     except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
         fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+    if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
         fail(
-            f"--env-id: observation space {obs_space} is not supported; wrap the env so that it returns a flat Box (gymnasium.wrappers.FlattenObservation)"
+            f"--env-id: observation space {envs.single_observation_space} is not supported: these scripts take flat vector observations (a 1-D Box)"
         )
-    if not isinstance(act_space, gym.spaces.Discrete) and not (isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1):
-        fail(f"--env-id: action space {act_space} is not supported (Discrete or a flat Box)")
+    check_action_space(envs.single_action_space)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
 

@@ -1,23 +1,20 @@
-"""REINFORCE: the Monte-Carlo policy gradient (Williams, 1992), with a learned state-value baseline.
+"""REINFORCE: the Monte-Carlo policy gradient (Williams, 1992, Machine Learning 8:229-256), with a learned baseline.
 
 Each iteration:
-  1) collect whole episodes with the current policy until the batch holds at least num_steps transitions
-     (summed over the sub-envs); every episode that starts in the batch is run to its end
-  2) reward-to-go G_t = sum_{k>=t} gamma^(k-t) r_k within each episode, bootstrapping from
-     V_phi(final observation) at a time-limit truncation when the baseline is on; a termination cuts it
+  1) collect whole episodes with the current policy until the batch holds at least num_steps transitions (summed
+     over the sub-envs); every episode that starts in the batch is run to its end
+  2) reward-to-go G_t = sum_{k>=t} gamma^(k-t) r_k within each episode, bootstrapping from V_phi(final observation)
+     at a time-limit truncation when the baseline is on; a termination cuts it
   3) advantages G_t - V_phi(s_t), with V_phi as it was before this batch; one Adam step on
      -1/|D| sum_t log pi(a_t|s_t) (G_t - V_phi(s_t))
   4) refit the baseline: vf_iters full-batch Adam steps on 1/|D| sum_t (V_phi(s_t) - G_t)^2
   5) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
 
-Reading order: Args -> environment -> normalisation -> networks (Agent for the update, HostPolicy for
-acting) -> REINFORCE math (pure functions that the tests import) -> main() -> plumbing (command line, errors,
-checkpoints, logging, evaluation: nothing REINFORCE-specific). Blocks marked `# === shared: NAME ===` are
-byte-identical in every script that carries them (tests/test_drift.py checks); the algorithm lives between.
+Part one is REINFORCE: Args, networks, the math as pure functions (tested against independent answers), the episode
+rollout, main(). Below the `# ==== infrastructure` divider is the machinery all the scripts share;
+`# === shared: NAME ===` blocks are byte-identical in every script that carries them (tests/test_drift.py).
 
-Run:  python reinforce.py --env-id Hopper-v5          (continuous, MuJoCo)
-      python reinforce.py --env-id CartPole-v1 --total-timesteps 200000 --num-steps 1000 --learning-rate 3e-3
-      python reinforce.py --eval-checkpoint runs/<run>/reinforce.pt --capture-video
+Run:  python reinforce.py --env-id Hopper-v5
 """
 
 # === shared: imports ===
@@ -41,237 +38,56 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 @dataclass
 class Args:
-    # === shared: args-head ===
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of this experiment; part of the run name runs/<env>__<exp_name>__<seed>__<time>"""
-    seed: int = 1
-    """seeds Python, NumPy, torch, the env resets and the action space"""
-    torch_deterministic: bool = True
-    """set torch.backends.cudnn.deterministic and use deterministic algorithms"""
-    cuda: bool = False
-    """put networks and storage on the GPU when one is present (falls back to the CPU). Off by default:
-    networks this small with few envs run faster on the CPU"""
-    torch_threads: int = 1
-    """torch CPU threads; 1 is fastest for small networks, and two contending threads on 2 cores are
-    many times slower"""
-    track: bool = False
-    """log to Weights & Biases (WANDB_MODE=offline works without an account; `wandb sync` later)"""
-    wandb_project_name: str = "policy-gradients"
-    """the W&B project"""
-    wandb_entity: str | None = None
-    """the W&B entity (team or user); None uses your default"""
-    capture_video: bool = False
-    """record mp4s of env 0's episodes to videos/<run> (and of evaluation episodes); logged to W&B"""
-    save_model: bool = False
-    """write runs/<run>/<script>.pt at the end of training"""
-    save_every: int = 0
-    """also write that checkpoint every this many environment steps (0: never)"""
-    resume: str | None = None
-    """continue training from this checkpoint (its args are the defaults; flags given override them)"""
-    eval_checkpoint: str | None = None
-    """evaluate this checkpoint (no training), with its normalisation statistics frozen"""
-    eval_episodes: int = 10
-    """episodes of the deterministic (mean-action) evaluation after training; 0 skips it"""
-    progress_every: float = 10.0
-    """seconds between two progress lines on stdout"""
-    env_id: str = "Hopper-v5"
-    """gymnasium id, or `module:EnvName-v0` to import a module that registers it"""
-    env_kwargs: str = "{}"
-    """keyword arguments for gym.make, as JSON, e.g. '{"max_episode_steps": 500}'"""
-    total_timesteps: int = 1_000_000
-    """budget in environment transitions, summed over the sub-envs"""
-    num_envs: int = 1
-    """parallel sub-environments (gymnasium SyncVectorEnv)"""
-    # === end shared: args-head ===
-    num_steps: int = 4000
-    """|D|: the least number of transitions in a batch, summed over the sub-envs, made of whole episodes
-    (Spinning Up VPG: 4000 steps per epoch). Episodes that sub-envs start once the batch is full are
-    discarded unseen (none with one env). The env must end its episodes: a time limit does"""
-    learning_rate: float = 1e-3
-    """Adam step size of the policy (Tianshou's REINFORCE on MuJoCo, whose ablation found 3e-4 slow)"""
-    vf_learning_rate: float = 1e-3
-    """Adam step size of the baseline V_phi (Spinning Up VPG: vf_lr 1e-3)"""
-    vf_iters: int = 80
-    """full-batch regression steps of V_phi on each batch (Spinning Up VPG: train_v_iters 80)"""
-    anneal_lr: bool = True
-    """decay both learning rates linearly to 0 over the run (Tianshou's REINFORCE: lr_decay)"""
-    gamma: float = 0.99
-    """gamma: discount factor, in (0, 1]"""
-    baseline: bool = True
-    """subtract the learned baseline b(s) = V_phi(s) from G_t; --no-baseline gives the plain estimator"""
-    norm_adv: bool = True
-    """normalise G_t - b(s_t) over the batch to mean 0, std 1 (Spinning Up VPG does). Without a baseline the
-    subtracted batch mean acts as a constant baseline: add --no-norm-adv for the textbook estimator"""
+    num_envs: int = 1  # N: parallel sub-environments (gymnasium SyncVectorEnv)
+    num_steps: int = 4000  # |D|: the least number of transitions in a batch of whole episodes, summed over the sub-envs (Spinning Up VPG: 4000 steps per epoch). Episodes that sub-envs start once the batch is full are discarded unseen (none with one env). The env must end its episodes: a time limit does
+    learning_rate: float = 1e-3  # Adam step size of the policy (Tianshou's REINFORCE on MuJoCo, whose ablation found 3e-4 slow)
+    vf_learning_rate: float = 1e-3  # Adam step size of the baseline V_phi (Spinning Up VPG: vf_lr 1e-3)
+    vf_iters: int = 80  # full-batch regression steps of V_phi on each batch (Spinning Up VPG: train_v_iters 80)
+    anneal_lr: bool = True  # decay both learning rates linearly to 0 over the run (Tianshou's REINFORCE: lr_decay)
+    gamma: float = 0.99  # gamma: discount factor, in (0, 1]
+    baseline: bool = True  # subtract the learned baseline b(s) = V_phi(s) from G_t; --no-baseline gives the plain estimator
+    norm_adv: bool = True  # normalise G_t - b(s_t) over the batch to mean 0, std 1 (Spinning Up VPG does). Without a baseline the subtracted batch mean acts as a constant baseline: add --no-norm-adv for the textbook estimator
+    max_grad_norm: float | None = None  # clip every step's global gradient norm to this; None: off (as Spinning Up VPG, Tianshou)
+    adam_eps: float = 1e-5  # Adam epsilon (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)
     # === shared: args-network ===
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """widths of the hidden layers of the policy and of the value network (separate networks)"""
-    activation: str = "tanh"
-    """hidden activation: tanh (the PPO paper's MuJoCo choice) or relu"""
-    hidden_init_gain: float = 2**0.5
-    """orthogonal-init gain of the hidden layers (sqrt 2; Implementation Matters)"""
-    policy_init_gain: float = 0.01
-    """orthogonal-init gain of the policy head: a near-uniform initial policy"""
-    value_init_gain: float = 1.0
-    """orthogonal-init gain of the value head"""
-    init_logstd: float = 0.0
-    """initial log-std of the Gaussian policy (state-independent), i.e. std 1"""
+    hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
+    activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu
+    hidden_init_gain: float = 2**0.5  # orthogonal-init gain of the hidden layers (sqrt 2; Implementation Matters)
+    policy_init_gain: float = 0.01  # orthogonal-init gain of the policy head: a near-uniform initial policy
+    value_init_gain: float = 1.0  # orthogonal-init gain of the value head
+    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
     # === end shared: args-network ===
-    adam_eps: float = 1e-5
-    """Adam epsilon (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)"""
-    max_grad_norm: float | None = None
-    """clip the global gradient norm of every step to this; None: off (Spinning Up VPG and Tianshou's
-    REINFORCE do not clip)"""
     # === shared: args-normalisation ===
-    norm_obs: bool | None = None
-    """normalise observations with a running mean/std; None: on for Box actions, off for Discrete"""
-    norm_reward: bool | None = None
-    """scale rewards by the std of the discounted return; None: on for Box actions, off for Discrete"""
-    clip_obs: float = 10.0
-    """clip normalised observations to [-clip_obs, clip_obs]"""
-    clip_reward: float = 10.0
-    """clip scaled rewards to [-clip_reward, clip_reward]"""
+    norm_obs: bool | None = None  # normalise observations with a running mean/std; None: on for Box actions, off for Discrete
+    norm_reward: bool | None = None  # scale rewards by the std of the discounted return; None: on for Box actions, off for Discrete
+    clip_obs: float = 10.0  # clip normalised observations to [-clip_obs, clip_obs]
+    clip_reward: float = 10.0  # clip scaled rewards to [-clip_reward, clip_reward]
     # === end shared: args-normalisation ===
-    compile: bool = False
-    """torch.compile the update step (falls back to eager if compilation fails); compile time is
-    excluded from charts/SPS"""
-
-
-# === shared: environment ===
-def make_env(env_id: str, env_kwargs: dict, idx: int, capture_video: bool, video_dir: str, record_all: bool = False):
-    """A thunk building one sub-env; env 0 records video when asked (headless: MUJOCO_GL=egl)."""
-
-    def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
-            trigger = (lambda episode: True) if record_all else None  # None: gymnasium's cubic schedule
-            env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=trigger, disable_logger=True)
-        else:
-            env = gym.make(env_id, **env_kwargs)
-        return env
-
-    return thunk
-
-
-def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
-    """num_envs sub-envs in SAME_STEP autoreset mode.
-
-    Gymnasium 1.x's default, NEXT_STEP, spends the step after an episode's end on the reset (action ignored,
-    reward 0): not a transition. SAME_STEP resets inside the step that ends the episode instead, returns the
-    new episode's first observation and puts the true final one in infos["final_obs"]. So every step this
-    env returns is a real transition and global_step counts transitions exactly.
-    Episode statistics arrive as infos["episode"] with the mask infos["_episode"].
-    """
-    env_kwargs = json.loads(args.env_kwargs)
-    video_dir = os.path.join("videos", run_name)
-    thunks = [make_env(args.env_id, env_kwargs, i, args.capture_video, video_dir, record_all) for i in range(num_envs)]
-    envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)  # we never write to obs
-    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
-
-
-# === end shared: environment ===
-
-
-# === shared: normalisation ===
-class RunningMeanStd:
-    """Running mean and variance over a stream of batches (Chan et al.'s parallel update), in float64.
-    Written with plain sums: np.mean/np.var cost ~10 us each on rows this small, once per env step."""
-
-    def __init__(self, shape: tuple[int, ...] = ()):
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = 1e-4  # a tiny prior so that the first batch does not divide by zero
-
-    def update(self, x: np.ndarray) -> None:
-        n = x.shape[0]
-        batch_mean = x.sum(0) / n
-        batch_var = ((x - batch_mean) ** 2).sum(0) / n
-        delta, total = batch_mean - self.mean, self.count + n
-        self.mean = self.mean + delta * (n / total)
-        self.var = (self.var * self.count + batch_var * n + delta**2 * (self.count * n / total)) / total
-        self.count = total
-
-    def state_dict(self) -> dict:
-        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": self.count}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), float(state["count"])
-
-
-class ObsNormalizer:
-    """o' = clip((o - mu) / sqrt(var + eps), -clip, clip). Statistics update in training only; evaluation
-    and a loaded checkpoint's evaluation use them frozen. Off: a float32 cast and nothing else."""
-
-    def __init__(self, shape: tuple[int, ...], enabled: bool, clip: float, eps: float = 1e-8):
-        self.rms, self.enabled, self.clip, self.eps = RunningMeanStd(shape), enabled, clip, eps
-
-    def __call__(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
-        if not self.enabled:
-            return obs.astype(np.float32)
-        if update:
-            self.rms.update(obs)
-        normalised = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
-        return np.clip(normalised, -self.clip, self.clip).astype(np.float32)
-
-
-class RewardScaler:
-    """r' = clip(r / sqrt(Var[G] + eps)), with G_t = gamma * G_{t-1} + r_t the running discounted return.
-
-    Written here rather than gymnasium's NormalizeReward, which resets G only on termination
-    (Gymnasium#1507): G is reset at every episode end, truncation included, since the next reward belongs
-    to a new episode. No mean is subtracted: shifting rewards would change the optimal policy."""
-
-    def __init__(self, num_envs: int, gamma: float, enabled: bool, clip: float, eps: float = 1e-8):
-        self.rms, self.enabled, self.clip, self.eps, self.gamma = RunningMeanStd(), enabled, clip, eps, gamma
-        self.returns = np.zeros(num_envs, np.float64)
-
-    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
-        if not self.enabled:
-            return rewards.astype(np.float32)
-        self.returns = self.returns * self.gamma + rewards
-        self.rms.update(self.returns)
-        self.returns[dones] = 0.0
-        return np.clip(rewards / np.sqrt(self.rms.var + self.eps), -self.clip, self.clip).astype(np.float32)
-
-
-# === end shared: normalisation ===
-
-
-# === shared: mlp ===
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
-
-
-def layer_init(layer: nn.Linear, gain: float, bias: float = 0.0) -> nn.Linear:
-    """Orthogonal weights, constant bias (Implementation Matters, Engstrom et al. 2020)."""
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.constant_(layer.bias, bias)
-    return layer
-
-
-class MLP(nn.Module):
-    """Linear layers with an activation between them. forward() is a plain loop over F.linear rather than
-    nn.Sequential: the same function without nn.Module's per-layer call overhead, a third faster for
-    networks this small (the rollout calls it once per environment step)."""
-
-    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
-        super().__init__()
-        sizes = (in_dim, *hidden_sizes)
-        hidden = [layer_init(nn.Linear(i, o), hidden_gain) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
-        self.layers = nn.ModuleList([*hidden, layer_init(nn.Linear(sizes[-1], out_dim), out_gain)])
-        self.activation = ACTIVATIONS[activation]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
-        for layer in hidden:
-            x = self.activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, out.weight, out.bias)
-
-
-# === end shared: mlp ===
+    compile: bool = False  # torch.compile the policy loss (eager if compilation fails); compile time is excluded from charts/SPS
+    # === shared: args-common ===
+    env_id: str = "Hopper-v5"  # gymnasium id, or `module:EnvName-v0` to import a module that registers it
+    env_kwargs: str = "{}"  # keyword arguments for gym.make, as JSON, e.g. '{"max_episode_steps": 500}'
+    total_timesteps: int = 1_000_000  # budget in environment transitions, summed over the sub-envs
+    seed: int = 1  # seeds Python, NumPy, torch, the env resets and the action space
+    torch_deterministic: bool = True  # torch.backends.cudnn.deterministic; on the CPU the same seed gives the same numbers anyway
+    cuda: bool = False  # use the GPU if there is one (else the CPU); off by default: small networks run faster on the CPU
+    torch_threads: int = 1  # torch CPU threads; 1 is fastest for small networks and for several runs side by side
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # part of the run name runs/<env>__<exp_name>__<seed>__<time>
+    track: bool = False  # log to Weights & Biases (WANDB_MODE=offline works without an account; `wandb sync` later)
+    wandb_project_name: str = "policy-gradients"  # the W&B project
+    wandb_entity: str | None = None  # the W&B entity (team or user); None uses your default
+    capture_video: bool = False  # record mp4s of env 0's episodes to videos/<run> (and of evaluation episodes); logged to W&B
+    save_model: bool = False  # write runs/<run>/<script>.pt at the end of training
+    save_every: int = 0  # also write that checkpoint every this many environment steps (0: never)
+    resume: str | None = None  # continue training from this checkpoint (its args are the defaults; flags given override them)
+    eval_checkpoint: str | None = None  # evaluate this checkpoint (no training), with its normalisation statistics frozen
+    eval_episodes: int = 10  # episodes of the deterministic (mean-action) evaluation after training; 0 skips it
+    progress_every: float = 10.0  # seconds between two progress lines on stdout
+    # === end shared: args-common ===
 
 
 # === shared: policy ===
-# The log-probabilities and entropies are written out rather than taken from torch.distributions: the same
-# numbers (tests/test_ppo.py checks them against torch.distributions) at a fraction of the per-call overhead.
+# Written out rather than torch.distributions: the same numbers (the tests check) at a fraction of the overhead.
 LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
 
 
@@ -297,8 +113,8 @@ def categorical_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 class Agent(nn.Module):
-    """Separate policy and value MLPs. Discrete actions: categorical over the policy's logits. Box actions:
-    diagonal Gaussian with mean from the policy network and a state-independent, learned log-std."""
+    """Separate policy and value MLPs: a categorical over the logits (Discrete), or a diagonal Gaussian with a learned,
+    state-independent log-std (Box). The update uses it; the rollout acts with HostPolicy, its NumPy twin (part two)."""
 
     def __init__(self, obs_dim: int, action_dim: int, discrete: bool, args):
         super().__init__()
@@ -325,16 +141,192 @@ class Agent(nn.Module):
         return action, gaussian_log_prob(out, logstd, action), gaussian_entropy(logstd), self.get_value(x)
 
 
-class HostPolicy:
-    """The policy that acts in the environment: NumPy views of the agent's current weights.
+# === end shared: policy ===
 
-    Acting runs once per environment step on a batch of num_envs observations. At that size torch spends its
-    time on per-operation overhead (measured here: ~240 us a step for ~25 small operations, against ~20 us for
-    the same arithmetic in NumPy), and a GPU would add a host-device round trip per step. So the rollout acts
-    on the host, and its storage stays there until one copy to the device per iteration. Build it after each
-    update: on the CPU the arrays share memory with the parameters (nothing is copied); on a GPU they are
-    copies. tests/test_ppo.py checks it against Agent.get_action_and_value.
-    """
+
+def reward_to_go(rewards: torch.Tensor, terminations: torch.Tensor, dones: torch.Tensor, final_values: torch.Tensor, *, gamma: float):
+    """G_t = sum_{k=t}^{end} gamma^(k-t) r_k over (T, N) tensors, summed within each episode only. Causality: the action
+    at t is credited only with the rewards that follow it, not the whole episode's. dones = terminations | truncations.
+    final_values[t] is V(true final observation) where the episode was truncated at t (the bootstrap of a time limit),
+    0 for a cut; it is ignored at a termination."""
+    # G_t = r_t + gamma * (1 - done_t) * G_{t+1} + gamma * (done_t - term_t) * V(s_final)
+    truncations = dones - terminations
+    returns = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        running = rewards[t] + gamma * ((1.0 - dones[t]) * running + truncations[t] * final_values[t])
+        returns[t] = running
+    return returns
+
+
+def policy_gradient_loss(logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
+    """-1/|D| sum_t log pi(a_t|s_t) A_t, whose gradient is minus the REINFORCE estimate.
+
+    The notes' estimator sums over t and averages over episodes; this averages over all |D| steps, which is that
+    estimate divided by the mean episode length. Chosen so that the gradient's scale does not grow as episodes lengthen
+    (CartPole: 10 to 500 steps): Adam's step barely depends on it, a --max-grad-norm threshold means the same at any
+    episode length, and there is no value coefficient to rebalance, since V_phi is fitted in separate steps.
+    The gamma^t factor of the discounted objective's gradient is dropped, as in the notes' common form and in Spinning
+    Up's VPG, Tianshou's REINFORCE and SB3's A2C: late steps count as much as early ones. With it, the estimate is
+    unbiased for grad sum_t gamma^t r_t; without it, it is biased for that objective (Thomas, 2014) but does not
+    starve the states that a long episode only reaches late."""
+    return -(logprobs * advantages).mean()
+
+
+def value_loss(new_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
+    """1/|D| sum_t (V_phi(s_t) - G_t)^2: regression of the baseline onto the reward-to-go."""
+    return ((new_values - returns) ** 2).mean()
+
+
+def reinforce_loss(agent: Agent, obs: torch.Tensor, actions: torch.Tensor, advantages: torch.Tensor):
+    """The policy-gradient loss on the batch and its detached diagnostics, policy_loss and entropy (the mean; no bonus)."""
+    _, newlogprob, entropy, _ = agent.get_action_and_value(obs, actions)
+    pg_loss = policy_gradient_loss(newlogprob, advantages)
+    return pg_loss, {"policy_loss": pg_loss.detach(), "entropy": entropy.mean().detach()}
+
+
+def gradient_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, *, max_grad_norm: float | None) -> None:
+    """One optimiser step on loss, the global gradient norm clipped to max_grad_norm (None: unclipped)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if max_grad_norm is not None:
+        nn.utils.clip_grad_norm_(params, max_grad_norm)  # global norm: g <- g min(1, c / ||g||)
+    optimizer.step()
+
+
+def validate_args(args: Args) -> None:
+    """Bad input fails here, before any env is built or a step is taken (the common checks are in part two)."""
+    validate_common(args)
+    if args.num_steps < 1:
+        fail(f"--num-steps must be at least 1, got {args.num_steps}")
+    if args.total_timesteps < args.num_steps and not args.eval_checkpoint:
+        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch (num_steps = {args.num_steps})")
+    if not args.vf_learning_rate > 0:
+        fail(f"--vf-learning-rate must be positive, got {args.vf_learning_rate}")
+    if args.vf_iters < 1:
+        fail(f"--vf-iters must be at least 1, got {args.vf_iters}")
+    if args.max_grad_norm is not None and not args.max_grad_norm > 0:
+        fail(f"--max-grad-norm must be positive, got {args.max_grad_norm}")
+
+
+def collect_episodes(envs, policy, obs_norm, reward_scaler, run, global_step: int, *, num_steps: int, bootstrap: bool):
+    """1) Whole episodes with the current policy (a HostPolicy) until the batch holds at least num_steps transitions.
+    Returns (T, N) arrays over the grid of steps (mask: the steps of the batch's episodes) and global_step.
+
+    The env stays in SAME_STEP autoreset mode: a sub-env whose episode ends has already begun the next one, which joins
+    the batch only if the batch is still short. That is decided before the episode is seen and every episode in the
+    batch runs to its end, so long episodes are not dropped in favour of short ones. (AutoresetMode.DISABLED would not
+    spare the extra steps: a finished sub-env must be reset before the next vector step; and gymnasium 1.4's vector
+    RecordEpisodeStatistics miscounts its partial resets.) Every batch starts with fresh episodes: the unfinished ones
+    left over came from the previous policy."""
+    space, N = envs.single_action_space, envs.num_envs
+    raw_obs, _ = envs.reset()
+    reward_scaler.returns[:] = 0.0
+    next_obs = obs_norm(raw_obs, update=True)
+    in_batch = np.ones(N, dtype=bool)  # whether each sub-env's current episode belongs to the batch
+    collected, steps = 0, []
+    while in_batch.any():
+        global_step += N  # every env transition counts, the discarded ones included
+        obs = next_obs
+        action, _, value = policy.act(obs)  # value: V_phi(s_t) before the refit, the baseline of step 3
+        raw_obs, reward, terminated, truncated, infos = envs.step(action if policy.discrete else np.clip(action, space.low, space.high))
+        done = terminated | truncated
+        reward = reward_scaler(reward, done)
+        next_obs = obs_norm(raw_obs, update=True)
+        # A time limit is not the end of the task: bootstrap G from V_phi(true final observation), in
+        # infos["final_obs"]. Without a baseline there is no V_phi, and a truncation cuts G like a termination.
+        final_value = np.zeros(N, np.float32)
+        truncated_only = truncated & ~terminated & in_batch
+        if bootstrap and truncated_only.any():
+            idx = np.nonzero(truncated_only)[0]
+            final_value[idx] = policy.value(obs_norm(np.stack(infos["final_obs"][idx])))
+        steps.append((obs, action, value, final_value, reward, terminated, done, in_batch.copy()))  # action unclipped
+        collected += int(in_batch.sum())
+        ended = done & in_batch
+        if ended.any():  # the episodes of the batch only: discarded ones would favour the short
+            run.log_episodes(global_step, {"_episode": ended, "episode": infos["episode"]})
+        in_batch &= ~done | (collected < num_steps)
+    names = ("obs", "actions", "values", "final_values", "rewards", "terminations", "dones", "mask")
+    return {name: np.stack(column) for name, column in zip(names, zip(*steps, strict=True), strict=True)}, global_step
+
+
+def main(args: Args) -> dict:
+    """Train (or, with --eval-checkpoint, only evaluate). Returns a summary for tests and the benchmark."""
+    validate_args(args)
+    run = Run(args)  # the checkpoint to resume or evaluate, seeding, device, run folder, envs (part two)
+    envs, device = run.envs, run.device
+    obs_norm, reward_scaler = make_normalisers(args, run)
+    agent = Agent(run.obs_dim, run.action_dim, run.discrete, args).to(device)
+    # One Adam, two parameter groups at their own step sizes: the policy step and the baseline's regression steps
+    # touch disjoint parameters (the other group's gradients are None, and Adam skips those)
+    policy_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
+    param_groups = [{"params": policy_params, "lr": args.learning_rate}, {"params": agent.critic.parameters(), "lr": args.vf_learning_rate}]
+    optimizer = torch.optim.Adam(param_groups, eps=args.adam_eps, fused=True)
+    state = dict(agent=agent, optimizer=optimizer, obs_rms=obs_norm.rms, return_rms=reward_scaler.rms)  # what checkpoints hold
+    global_step, iteration = run.restore("iteration", **state)  # from --resume or --eval-checkpoint
+    if args.eval_checkpoint:
+        return run.evaluate_checkpoint(agent, obs_norm)
+    loss_fn = maybe_compile(reinforce_loss, args.compile, run)
+
+    envs.action_space.seed(args.seed + global_step)
+    envs.reset(seed=args.seed + global_step)  # seeds each sub-env once; every batch below resets unseeded
+    while global_step < args.total_timesteps:
+        iteration += 1
+        if args.anneal_lr:
+            for group, lr in zip(optimizer.param_groups, (args.learning_rate, args.vf_learning_rate), strict=True):
+                group["lr"] = (1.0 - global_step / args.total_timesteps) * lr
+        policy = HostPolicy(agent)  # the current policy, acting on the host
+
+        # 1) Whole episodes with the current policy, at least num_steps transitions
+        batch, global_step = collect_episodes(
+            envs, policy, obs_norm, reward_scaler, run, global_step, num_steps=args.num_steps, bootstrap=args.baseline
+        )
+
+        # 2) Reward-to-go over the (T, N) grid of steps; then keep the transitions of the batch's episodes
+        rewards, terminations, dones, final_values, values = (
+            torch.as_tensor(batch[k], dtype=torch.float32, device=device)
+            for k in ("rewards", "terminations", "dones", "final_values", "values")
+        )
+        returns = reward_to_go(rewards, terminations, dones, final_values, gamma=args.gamma)  # (T, N)
+        mask = torch.as_tensor(batch["mask"], device=device)  # (T, N)
+        b_obs = torch.as_tensor(batch["obs"], device=device)[mask]  # (|D|, obs_dim)
+        b_actions = torch.as_tensor(batch["actions"], device=device)[mask]  # (|D|[, A])
+        b_returns, b_values = returns[mask], values[mask]  # (|D|,)
+
+        # 3) One policy-gradient step, the advantages taken with the baseline before its refit
+        # A_t = G_t - b(s_t), b = V_phi (or 0 with --no-baseline)
+        b_advantages = b_returns - b_values if args.baseline else b_returns
+        if args.norm_adv:
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+        pg_loss, pg_stats = loss_fn(agent, b_obs, b_actions, b_advantages)
+        gradient_step(optimizer, pg_loss, agent.parameters(), max_grad_norm=args.max_grad_norm)
+
+        # 4) Refit the baseline: vf_iters full-batch regression steps of V_phi onto G_t
+        stats = {f"losses/{name}": value.item() for name, value in pg_stats.items()}
+        if args.baseline:
+            for i in range(args.vf_iters):
+                v_loss = value_loss(agent.get_value(b_obs), b_returns)
+                gradient_step(optimizer, v_loss, agent.parameters(), max_grad_norm=args.max_grad_norm)
+                if i == 0:  # the fit of the baseline that step 3 used
+                    stats["losses/value_loss"] = v_loss.item()
+            stats["losses/explained_variance"] = explained_variance(b_values, b_returns)
+
+        # 5) Log, checkpoint
+        charts = {"charts/learning_rate": optimizer.param_groups[0]["lr"], "charts/batch_transitions": len(b_returns)}
+        run.log(global_step, {**charts, **stats, "charts/SPS": run.sps(global_step)})
+        run.end_iteration(global_step, last=global_step >= args.total_timesteps, iteration=iteration)
+    return run.finish(agent, obs_norm, global_step, iteration=iteration)
+
+
+# ==== infrastructure: the same machinery in every script of the collection; a reader of the algorithm can stop here ====
+# Acting on the host, normalisation, compile, the MLP, envs, validation, command line, run folder, seeding, device,
+# checkpoints, logging, evaluation.
+
+
+# === shared: on-policy ===
+class HostPolicy:
+    """The policy that acts in the envs, in NumPy: at num_envs rows torch's per-operation overhead is many times the
+    arithmetic. Build it after each update: on the CPU its arrays are views of the parameters; on a GPU, copies."""
 
     def __init__(self, agent: Agent):
         def host(t: torch.Tensor) -> np.ndarray:
@@ -377,552 +369,94 @@ class HostPolicy:
         return out.argmax(-1) if self.discrete else out
 
 
-# === end shared: policy ===
-
-
-# ---------------------------------------------------------------------------------------------------
-# REINFORCE math: pure functions of tensors (tests/test_reinforce.py checks each against an independent answer)
-# ---------------------------------------------------------------------------------------------------
-def reward_to_go(
-    rewards: torch.Tensor,
-    terminations: torch.Tensor,
-    dones: torch.Tensor,
-    final_values: torch.Tensor,
-    gamma: float,
-) -> torch.Tensor:
-    """G_t = sum_{k=t}^{end} gamma^(k-t) r_k over (T, N) tensors, summed within each episode only.
-
-    Causality: the action at t is credited only with the rewards that follow it, not the whole episode's.
-    dones = terminations | truncations. final_values[t] is V(true final observation) where the episode was
-    truncated at t (the bootstrap of a time limit), 0 for a cut; it is ignored at a termination.
-    """
-    # G_t = r_t + gamma * (1 - done_t) * G_{t+1} + gamma * (done_t - term_t) * V(s_final)
-    truncations = dones - terminations
-    returns = torch.zeros_like(rewards)
-    running = torch.zeros_like(rewards[0])
-    for t in reversed(range(rewards.shape[0])):
-        running = rewards[t] + gamma * ((1.0 - dones[t]) * running + truncations[t] * final_values[t])
-        returns[t] = running
-    return returns
-
-
-def policy_gradient_loss(logprobs: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
-    """-1/|D| sum_t log pi(a_t|s_t) A_t, whose gradient is minus the REINFORCE estimate.
-
-    The notes' estimator sums over t and averages over episodes; this averages over all |D| steps, which is
-    that estimate divided by the mean episode length. Chosen so that the gradient's scale does not grow as
-    episodes lengthen (CartPole: 10 to 500 steps): Adam's step barely depends on it, a --max-grad-norm
-    threshold means the same at any episode length, and there is no value coefficient to rebalance, since
-    V_phi is fitted in separate steps.
-    The gamma^t factor of the discounted objective's gradient is dropped, as in the notes' common form and
-    in Spinning Up's VPG, Tianshou's REINFORCE and SB3's A2C: late steps count as much as early ones. With it, the estimate
-    is unbiased for grad sum_t gamma^t r_t; without it, it is biased for that objective (Thomas, 2014) but
-    does not starve the states that a long episode only reaches late.
-    """
-    return -(logprobs * advantages).mean()
-
-
-def value_loss(new_values: torch.Tensor, returns: torch.Tensor) -> torch.Tensor:
-    """1/|D| sum_t (V_phi(s_t) - G_t)^2: regression of the baseline onto the reward-to-go."""
-    return ((new_values - returns) ** 2).mean()
-
-
-def reinforce_loss(agent: Agent, b_obs: torch.Tensor, b_actions: torch.Tensor, b_advantages: torch.Tensor):
-    """The policy-gradient loss on the batch, and the policy's mean entropy (a diagnostic, no bonus)."""
-    _, newlogprob, entropy, _ = agent.get_action_and_value(b_obs, b_actions)
-    return policy_gradient_loss(newlogprob, b_advantages), entropy.mean().detach()
-
-
-# === shared: clip-grad ===
-def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
-    """Global gradient clipping, in place: g <- g * min(1, c / ||g||), with ||g|| the norm of all the gradients
-    taken as one vector (c = max_grad_norm). The same numbers as torch.nn.utils.clip_grad_norm_ (tests check),
-    in half its time: its bookkeeping per call is a tenth of a minibatch step for networks this small.
-    Returns ||g|| before clipping."""
-    grads = [p.grad for p in params if p.grad is not None]
-    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total_norm + 1e-6), max=1.0))
-    return total_norm
-
-
-# === end shared: clip-grad ===
-
-
-# === shared: metrics ===
-def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
-    """1 - Var[y - y_hat] / Var[y]: 1 is a perfect value function, 0 no better than a constant."""
-    var_y = y_true.var()
-    return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
-
-
-# === end shared: metrics ===
-
-
-def validate_args(args: Args) -> None:
-    """Bad input fails here, before any env is built or a step is taken."""
-    # === shared: validate-common ===
-    for flag in ("total_timesteps", "num_envs", "torch_threads"):
-        if getattr(args, flag) < 1:
-            fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.eval_episodes < 0 or args.save_every < 0:
-        fail("--eval-episodes and --save-every must be non-negative")
-    if not args.learning_rate > 0:
-        fail(f"--learning-rate must be positive, got {args.learning_rate}")
-    if not 0 < args.gamma <= 1:
-        fail(f"--gamma must be in (0, 1], got {args.gamma}")
-    if args.activation not in ACTIVATIONS:
-        fail(f"--activation must be one of {sorted(ACTIVATIONS)}, got {args.activation!r}")
-    # === end shared: validate-common ===
-    if args.num_steps < 1:
-        fail(f"--num-steps must be at least 1, got {args.num_steps}")
-    if args.total_timesteps < args.num_steps and not args.eval_checkpoint:
-        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch (num_steps = {args.num_steps})")
-    if not args.vf_learning_rate > 0:
-        fail(f"--vf-learning-rate must be positive, got {args.vf_learning_rate}")
-    if args.vf_iters < 1:
-        fail(f"--vf-iters must be at least 1, got {args.vf_iters}")
-    if args.max_grad_norm is not None and not args.max_grad_norm > 0:
-        fail(f"--max-grad-norm must be positive, got {args.max_grad_norm}")
-
-
-def main(args: Args) -> dict:
-    """Train (or, with --eval-checkpoint, only evaluate). Returns a summary for tests and the benchmark."""
-    validate_args(args)
-    ckpt_path = args.resume or args.eval_checkpoint
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:
-        check_checkpoint_env(ckpt, args, ckpt_path)
-
-    # === shared: setup ===
-    torch.set_num_threads(args.torch_threads)
-    seed_everything(args.seed, args.torch_deterministic)
-    device = select_device(args.cuda)
-    run_name = ckpt["run_name"] if ckpt else new_run_name(args)
-    run_dir = os.path.join("runs", run_name)
-    envs = build_envs(args, run_name, args.num_envs)
-    discrete = check_spaces(envs)
-    obs_dim = envs.single_observation_space.shape[0]
-    action_dim = envs.single_action_space.n if discrete else envs.single_action_space.shape[0]
-    norm_obs = (not discrete) if args.norm_obs is None else args.norm_obs
-    norm_reward = (not discrete) if args.norm_reward is None else args.norm_reward
-    print(f"{SCRIPT} on {args.env_id}: {'Discrete' if discrete else 'Box'} actions, norm_obs={norm_obs}, norm_reward={norm_reward}")
-    print(f"run dir: {run_dir}")
-    obs_norm = ObsNormalizer((obs_dim,), norm_obs, args.clip_obs)
-    reward_scaler = RewardScaler(args.num_envs, args.gamma, norm_reward, args.clip_reward)
-    # === end shared: setup ===
-
-    agent = Agent(obs_dim, action_dim, discrete, args).to(device)
-    # One Adam, two parameter groups at their own step sizes: the policy step and the baseline's regression
-    # steps touch disjoint parameters (the other group's gradients are None, and Adam skips those)
-    policy_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
-    param_groups = [{"params": policy_params, "lr": args.learning_rate}, {"params": agent.critic.parameters(), "lr": args.vf_learning_rate}]
-    optimizer = torch.optim.Adam(param_groups, eps=args.adam_eps, fused=True)
-    global_step, start_iteration = 0, 1
-
-    # === shared: restore ===
-    if ckpt is not None:
-        agent.load_state_dict(ckpt["agent"])
-        obs_norm.rms.load_state_dict(ckpt["obs_rms"])
-        reward_scaler.rms.load_state_dict(ckpt["return_rms"])
-    if args.eval_checkpoint:
-        returns = evaluate(agent, args, obs_norm, run_name, args.eval_episodes)
-        print(
-            f"evaluation of {args.eval_checkpoint}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes"
-        )
-        envs.close()
-        return {"eval_returns": returns}
-    if args.resume:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        global_step, start_iteration = ckpt["global_step"], ckpt["iteration"] + 1
-        set_rng_state(ckpt["rng"])
-        print(f"resumed {run_name} at step {global_step}")
-    # === end shared: restore ===
-
-    def checkpoint(iteration: int) -> str:
-        path = os.path.join(run_dir, f"{SCRIPT[:-3]}.pt")
-        state = {
-            "script": SCRIPT,
-            "run_name": run_name,
-            "args": asdict(args),
-            "global_step": global_step,
-            "iteration": iteration,
-            "agent": agent.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "obs_rms": obs_norm.rms.state_dict(),
-            "return_rms": reward_scaler.rms.state_dict(),
-            "rng": rng_state(),
-        }
-        save_checkpoint(path, state)
-        return path
-
-    N = args.num_envs
-    logger = Logger(args, run_name, run_dir, global_step)
-    loss_fn = maybe_compile(reinforce_loss, args.compile, logger)
-    if isinstance(envs.single_action_space, gym.spaces.Box):
-        action_low, action_high = envs.single_action_space.low, envs.single_action_space.high
-
-    envs.action_space.seed(args.seed + global_step)
-    envs.reset(seed=args.seed + global_step)  # seeds each sub-env once; every batch below resets unseeded
-    save_every_next = global_step + args.save_every if args.save_every else None
-    iteration = start_iteration - 1
-    while global_step < args.total_timesteps:
-        iteration += 1
-        if args.anneal_lr:
-            for group, lr in zip(optimizer.param_groups, (args.learning_rate, args.vf_learning_rate), strict=True):
-                group["lr"] = (1.0 - global_step / args.total_timesteps) * lr
-        policy = HostPolicy(agent)  # the current policy, acting on the host
-
-        # 1) Whole episodes with the current policy. The env stays in SAME_STEP autoreset mode: a sub-env whose
-        # episode ends has already begun the next one, which joins the batch only if the batch is still short.
-        # That is decided before the episode is seen and every episode in the batch runs to its end, so long
-        # episodes are not dropped in favour of short ones. (AutoresetMode.DISABLED would not spare the extra
-        # steps: a finished sub-env must be reset before the next vector step; and gymnasium 1.4's vector
-        # RecordEpisodeStatistics miscounts its partial resets.) Every batch starts with fresh episodes: the
-        # unfinished ones left over came from the previous policy.
-        raw_obs, _ = envs.reset()
-        reward_scaler.returns[:] = 0.0
-        next_obs = obs_norm(raw_obs, update=True)
-        in_batch = np.ones(N, dtype=bool)  # whether each sub-env's current episode belongs to the batch
-        collected = 0
-        obs, actions, values, final_values, rewards, terminations, dones, masks = ([] for _ in range(8))
-        while in_batch.any():
-            global_step += N  # every env transition counts, the discarded ones included
-            obs.append(next_obs)
-            action, _, value = policy.act(next_obs)
-            actions.append(action)  # unclipped: clipped only at the env
-            values.append(value)  # V_phi(s_t) before the refit: the baseline of step 3
-            raw_obs, reward, terminated, truncated, infos = envs.step(np.clip(action, action_low, action_high) if not discrete else action)
-            done = terminated | truncated
-            rewards.append(reward_scaler(reward, done))
-            terminations.append(terminated)
-            dones.append(done)
-            masks.append(in_batch.copy())
-            collected += int(in_batch.sum())
-            next_obs = obs_norm(raw_obs, update=True)
-            # A time limit is not the end of the task: bootstrap G from V_phi(true final observation), in
-            # infos["final_obs"]. Without a baseline there is no V_phi, and a truncation cuts G like a termination.
-            final_value = np.zeros(N, np.float32)
-            truncated_only = truncated & ~terminated & in_batch
-            if args.baseline and truncated_only.any():
-                idx = np.nonzero(truncated_only)[0]
-                final_value[idx] = policy.value(obs_norm(np.stack(infos["final_obs"][idx])))
-            final_values.append(final_value)
-            ended = done & in_batch
-            if ended.any():  # the episodes of the batch only: discarded ones would favour the short
-                logger.log_episodes(global_step, {"_episode": ended, "episode": infos["episode"]})
-            in_batch &= ~done | (collected < args.num_steps)
-
-        # 2) Reward-to-go over the (T, N) grid of steps; then keep the transitions of the batch's episodes
-        b_rewards, b_terminations, b_dones, b_final_values, b_values = (
-            torch.as_tensor(np.stack(x), dtype=torch.float32, device=device) for x in (rewards, terminations, dones, final_values, values)
-        )
-        returns = reward_to_go(b_rewards, b_terminations, b_dones, b_final_values, args.gamma)  # (T, N)
-        mask = torch.as_tensor(np.stack(masks), device=device)  # (T, N)
-        b_obs = torch.as_tensor(np.stack(obs), device=device)[mask]  # (|D|, obs_dim)
-        b_actions = torch.as_tensor(np.stack(actions), device=device)[mask]  # (|D|[, A])
-        b_returns, b_values = returns[mask], b_values[mask]  # (|D|,)
-
-        # 3) One policy-gradient step, the advantages taken with the baseline before its refit
-        # A_t = G_t - b(s_t), b = V_phi (or 0 with --no-baseline)
-        b_advantages = b_returns - b_values if args.baseline else b_returns
-        if args.norm_adv:
-            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
-        pg_loss, entropy = loss_fn(agent, b_obs, b_actions, b_advantages)
-        optimizer.zero_grad(set_to_none=True)
-        pg_loss.backward()
-        if args.max_grad_norm is not None:
-            clip_grad_norm(agent.parameters(), args.max_grad_norm)
-        optimizer.step()
-
-        # 4) Refit the baseline: vf_iters full-batch regression steps of V_phi onto G_t
-        stats = {}
-        if args.baseline:
-            for i in range(args.vf_iters):
-                v_loss = value_loss(agent.get_value(b_obs), b_returns)
-                optimizer.zero_grad(set_to_none=True)
-                v_loss.backward()
-                if args.max_grad_norm is not None:
-                    clip_grad_norm(agent.parameters(), args.max_grad_norm)
-                optimizer.step()
-                if i == 0:  # the fit of the baseline that step 3 used
-                    stats["losses/value_loss"] = v_loss.item()
-            stats["losses/explained_variance"] = explained_variance(b_values, b_returns)
-
-        # 5) Log, checkpoint
-        logger.log(
-            global_step,
-            {
-                "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                "charts/batch_transitions": len(b_returns),
-                "losses/policy_loss": pg_loss.item(),
-                "losses/entropy": entropy.item(),
-                **stats,
-                "charts/SPS": logger.sps(global_step),
-            },
-        )
-        logger.progress(global_step, args.total_timesteps, force=global_step >= args.total_timesteps)
-        if save_every_next is not None and global_step >= save_every_next:
-            checkpoint(iteration)
-            save_every_next += args.save_every
-    num_iterations = iteration  # what the end-of-run checkpoint below records
-
-    # === shared: finish ===
-    summary = {"global_step": global_step, "run_dir": run_dir, "episodic_returns": logger.returns, "sps": logger.sps(global_step)}
-    if args.save_model:
-        summary["checkpoint"] = checkpoint(num_iterations)
-        print(f"saved {summary['checkpoint']}")
+def load_policy(path: str):
+    """A trained policy for your own code: act(raw obs (obs_dim,) or (N, obs_dim)) -> the deterministic action (argmax,
+    or the mean clipped to the bounds), the checkpoint's observation statistics frozen."""
+    args = checkpoint_args(Args, ckpt := load_checkpoint(path))
+    envs = make_vec_env(replace(args, capture_video=False), "", 1)  # for its spaces only
+    obs_dim, space = envs.single_observation_space.shape[0], envs.single_action_space
+    discrete = isinstance(space, gym.spaces.Discrete)
     envs.close()
-    if args.eval_episodes:
-        eval_returns = evaluate(agent, args, obs_norm, run_name, args.eval_episodes)
-        logger.log(global_step, {"eval/episodic_return": np.mean(eval_returns)})
-        print(f"evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} over {len(eval_returns)} episodes")
-        summary["eval_returns"] = eval_returns
-    logger.close()
-    return summary
-    # === end shared: finish ===
-
-
-# ---------------------------------------------------------------------------------------------------
-# Plumbing: command line, errors, seeding, device, checkpoints, logging, evaluation. The same in every
-# script of the collection; nothing here is REINFORCE.
-# ---------------------------------------------------------------------------------------------------
-# === shared: plumbing ===
-SCRIPT = os.path.basename(__file__)
-
-
-def fail(message: str):
-    """Bad input: one line on stderr naming the flag, exit status 1, no traceback."""
-    raise SystemExit(f"{SCRIPT}: error: {message}")
-
-
-def cli(args_type):
-    """Parse the command line. Booleans also take W&B Sweeps' `--flag=True/False` form. With --resume or
-    --eval-checkpoint, the checkpoint's own args become the defaults, so `--eval-checkpoint PATH` alone
-    evaluates on the env it was trained on; flags given still override them."""
-    bools = {f.name.replace("_", "-") for f in fields(args_type) if f.type in (bool, "bool")}
-    argv = []
-    for token in sys.argv[1:]:
-        name, _, value = token.partition("=")
-        if name.startswith("--") and name[2:] in bools and value.lower() in ("true", "false"):
-            token = name if value.lower() == "true" else f"--no-{name[2:]}"
-        argv.append(token)
-    args = tyro.cli(args_type, args=argv)
-    path = args.resume or args.eval_checkpoint
-    if path:
-        saved = load_checkpoint(path)["args"]
-        defaults = args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
-        args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
-    return args
-
-
-def new_run_name(args) -> str:
-    """<env>__<exp_name>__<seed>__<unix time>, its folder under runs/ created here: atomically, so that two
-    runs started in the same second (by two processes, say) never share one; the second gets a suffix."""
-    base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    name, n = base, 1
-    while True:
-        try:
-            os.makedirs(os.path.join("runs", name))
-            return name
-        except FileExistsError:
-            n += 1
-            name = f"{base}-{n}"
-
-
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
-
-
-def select_device(use_cuda: bool) -> torch.device:
-    device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
-    print(f"device: {device}" + (" (--cuda given, but no GPU is present)" if use_cuda and device.type == "cpu" else ""))
-    return device
-
-
-def check_spaces(envs: gym.vector.VectorEnv) -> bool:
-    """Flat Box observations; Discrete or flat Box actions. Returns whether the actions are discrete."""
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        fail(
-            f"--env-id: observation space {obs_space} is not supported; wrap the env so that it returns a flat Box (gymnasium.wrappers.FlattenObservation)"
-        )
-    if isinstance(act_space, gym.spaces.Discrete):
-        return True
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-        return False
-    fail(f"--env-id: action space {act_space} is not supported (Discrete or a flat Box)")
-
-
-def build_envs(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
-    try:
-        json.loads(args.env_kwargs)
-    except json.JSONDecodeError as e:
-        fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
-    try:
-        return make_vec_env(args, run_name, num_envs, record_all)
-    except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
-        fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
-
-
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only)."""
-    if not os.path.isfile(path):
-        fail(f"checkpoint {path!r} does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        made_by = ckpt.get("script") if isinstance(ckpt, dict) else None
-        fail(f"checkpoint {path!r} was made by {made_by or 'something else'}, not {SCRIPT}")
-    return ckpt
-
-
-def check_checkpoint_env(ckpt: dict, args, path: str) -> None:
-    for key in ("env_id", "env_kwargs"):
-        if ckpt["args"][key] != getattr(args, key):
-            fail(f"checkpoint {path!r} was made for --{key.replace('_', '-')} {ckpt['args'][key]}, not {getattr(args, key)}")
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """Atomic: write a temporary file, then rename over the old one; an interrupted save leaves the last
-    checkpoint intact."""
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "torch": torch.get_rng_state(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
-    torch.set_rng_state(state["torch"])
-
-
-class Logger:
-    """Every value goes to runs/<run>/metrics.jsonl ({"global_step": .., name: value} a line) and, with
-    --track, to W&B with global_step as the x-axis. A progress line reaches stdout every progress_every s."""
-
-    def __init__(self, args, run_name: str, run_dir: str, start_step: int):
-        self.args, self.run_name, self.run_dir = args, run_name, run_dir
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump(asdict(args), f, indent=2)
-        self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
-        self.returns: list[float] = []
-        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), start_step, 0.0, 0.0
-        self.videos_logged: set[str] = set()
-        self.wandb = None
-        if args.track:
-            import wandb
-
-            self.wandb = wandb.init(
-                project=args.wandb_project_name,
-                entity=args.wandb_entity,
-                name=run_name,
-                config=asdict(args),
-                save_code=True,
-                dir=run_dir,
-            )
-            self.wandb.define_metric("global_step")
-            self.wandb.define_metric("*", step_metric="global_step")
-
-    def log(self, global_step: int, metrics: dict) -> None:
-        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
-        self.file.write(json.dumps(record) + "\n")
-        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
-            self.wandb.log(record)
-
-    def log_episodes(self, global_step: int, infos: dict) -> None:
-        """Episode statistics from gymnasium's vector RecordEpisodeStatistics: infos["episode"] + "_episode"."""
-        if "_episode" in infos:
-            for i in np.nonzero(infos["_episode"])[0]:
-                ret, length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
-                self.returns.append(ret)
-                self.log(global_step, {"charts/episodic_return": ret, "charts/episodic_length": length})
-
-    def sps(self, global_step: int) -> int:
-        """Transitions per wall second in this process, updates included, compile time excluded."""
-        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
-
-    def progress(self, global_step: int, total: int, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self.last_print < self.args.progress_every:
-            return
-        self.last_print = now
-        sps = self.sps(global_step)
-        recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
-        left = max(total - global_step, 0) / max(sps, 1)
-        print(
-            f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
-            f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
-            flush=True,
-        )
-        self.file.flush()
-        self.upload_videos()
-
-    def upload_videos(self) -> None:
-        video_dir = os.path.join("videos", self.run_name)
-        if self.wandb is None or not os.path.isdir(video_dir):
-            return
-        for name in sorted(os.listdir(video_dir)):
-            if name.endswith(".mp4") and name not in self.videos_logged:
-                self.videos_logged.add(name)
-                self.wandb.log({"videos/episode": self.wandb_video(os.path.join(video_dir, name))})
-
-    def wandb_video(self, path: str):
-        import wandb
-
-        return wandb.Video(path, format="mp4")  # gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
-
-    def close(self) -> None:
-        self.upload_videos()
-        self.file.close()
-        if self.wandb is not None:
-            import wandb
-
-            self.wandb.finish()
-            wandb.teardown()  # stop W&B's service: the run's records are on disk when close() returns
-
-
-def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
-    """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
-    statistics frozen, on a fresh env seeded apart from the training envs. Every script defines the
-    HostPolicy it acts with (act_deterministic) and an obs_norm callable returning float32 arrays."""
-    envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    agent = Agent(obs_dim, space.n if discrete else space.shape[0], discrete, args)
+    agent.load_state_dict(ckpt["agent"])
+    obs_norm = ObsNormalizer((obs_dim,), (not discrete) if args.norm_obs is None else args.norm_obs, args.clip_obs)
+    obs_norm.rms.load_state_dict(ckpt["obs_rms"])
     policy = HostPolicy(agent)
-    obs, _ = envs.reset(seed=args.seed + 10_000)
-    returns: list[float] = []
-    while len(returns) < episodes:
-        action = policy.act_deterministic(obs_norm(obs))
-        if isinstance(envs.single_action_space, gym.spaces.Box):
-            action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
-        obs, _, _, _, infos = envs.step(action)
-        if "_episode" in infos and infos["_episode"][0]:
-            returns.append(float(infos["episode"]["r"][0]))
-    envs.close()
-    return returns
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        action = policy.act_deterministic(obs_norm(np.asarray(obs).reshape(-1, obs_dim)))
+        action = action if discrete else np.clip(action, space.low, space.high)
+        return action if np.ndim(obs) > 1 else action[0]
+
+    return act
 
 
-# === end shared: plumbing ===
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update), in float64, with plain sums."""
+
+    def __init__(self, shape: tuple[int, ...] = ()):
+        self.mean, self.var = np.zeros(shape, np.float64), np.ones(shape, np.float64)
+        self.count = 1e-4  # a tiny prior so that the first batch does not divide by zero
+
+    def update(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        batch_mean = x.sum(0) / n
+        batch_var = ((x - batch_mean) ** 2).sum(0) / n
+        delta, total = batch_mean - self.mean, self.count + n
+        self.mean = self.mean + delta * (n / total)
+        self.var = (self.var * self.count + batch_var * n + delta**2 * (self.count * n / total)) / total
+        self.count = total
+
+    def state_dict(self) -> dict:
+        return {"mean": torch.as_tensor(self.mean), "var": torch.as_tensor(self.var), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].numpy(), state["var"].numpy(), float(state["count"])
 
 
-# === shared: compile ===
-def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
-    """torch.compile(fn) if enabled; on the first failure, warn and fall back to eager. The first call's
-    time (compilation) is excluded from charts/SPS."""
+class ObsNormalizer:
+    """o' = clip((o - mu) / sqrt(var + eps), -clip, clip), updated in training only; off: a float32 cast."""
+
+    def __init__(self, shape: tuple[int, ...], enabled: bool, clip: float, eps: float = 1e-8):
+        self.rms, self.enabled, self.clip, self.eps = RunningMeanStd(shape), enabled, clip, eps
+
+    def __call__(self, obs: np.ndarray, update: bool = False) -> np.ndarray:
+        if not self.enabled:
+            return obs.astype(np.float32)
+        if update:
+            self.rms.update(obs)
+        normalised = (obs - self.rms.mean) / np.sqrt(self.rms.var + self.eps)
+        return np.clip(normalised, -self.clip, self.clip).astype(np.float32)
+
+
+class RewardScaler:
+    """r' = clip(r / sqrt(Var[G] + eps)), with G_t = gamma * G_{t-1} + r_t the running discounted return. Unlike
+    gymnasium's NormalizeReward, which resets G on termination only (Gymnasium#1507), G is reset at every episode
+    end, truncation included. No mean is subtracted: shifting rewards would change the optimal policy."""
+
+    def __init__(self, num_envs: int, gamma: float, enabled: bool, clip: float, eps: float = 1e-8):
+        self.rms, self.enabled, self.clip, self.eps, self.gamma = RunningMeanStd(), enabled, clip, eps, gamma
+        self.returns = np.zeros(num_envs, np.float64)
+
+    def __call__(self, rewards: np.ndarray, dones: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return rewards.astype(np.float32)
+        self.returns = self.returns * self.gamma + rewards
+        self.rms.update(self.returns)
+        self.returns[dones] = 0.0
+        return np.clip(rewards / np.sqrt(self.rms.var + self.eps), -self.clip, self.clip).astype(np.float32)
+
+
+def make_normalisers(args, run) -> tuple[ObsNormalizer, RewardScaler]:
+    """--norm-obs and --norm-reward; None (the default) is on for Box actions and off for Discrete."""
+    norm_obs = (not run.discrete) if args.norm_obs is None else args.norm_obs
+    norm_reward = (not run.discrete) if args.norm_reward is None else args.norm_reward
+    print(f"{SCRIPT} on {args.env_id}: {'Discrete' if run.discrete else 'Box'} actions, norm_obs={norm_obs}, norm_reward={norm_reward}")
+    return ObsNormalizer((run.obs_dim,), norm_obs, args.clip_obs), RewardScaler(args.num_envs, args.gamma, norm_reward, args.clip_reward)
+
+
+def maybe_compile(fn, enabled: bool, run=None):
+    """torch.compile(fn) if enabled; eager, with a warning, if that fails. The compiling call is left out of SPS."""
     if not enabled:
         return fn
     compiled, first = torch.compile(fn), [True]
@@ -939,14 +473,320 @@ def maybe_compile(fn, enabled: bool, logger: "Logger | None" = None):
             compiled = fn
             return fn(*a, **kw)
         finally:
-            if first[0] and logger is not None:
-                logger.excluded_time += time.time() - start
+            if first[0] and run is not None:
+                run.excluded_time += time.time() - start
             first[0] = False
 
     return call
 
 
-# === end shared: compile ===
+def check_action_space(space: gym.Space) -> bool:
+    """Discrete or flat Box actions; returns whether they are discrete."""
+    if not isinstance(space, gym.spaces.Discrete) and not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        fail(f"--env-id: action space {space} is not supported (Discrete or a flat Box)")
+    return isinstance(space, gym.spaces.Discrete)
+
+
+def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
+    """1 - Var[y - y_hat] / Var[y]: 1 is a perfect value function, 0 no better than a constant."""
+    var_y = y_true.var()
+    return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
+
+
+# === end shared: on-policy ===
+
+
+# === shared: plumbing ===
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class MLP(nn.Module):
+    """Linear layers with an activation between them, orthogonal weights and zero biases (Implementation Matters,
+    Engstrom et al. 2020). forward() loops over F.linear: nn.Sequential's per-layer call overhead would dominate."""
+
+    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
+        super().__init__()
+        sizes, self.layers, self.activation = (in_dim, *hidden_sizes, out_dim), nn.ModuleList(), ACTIVATIONS[activation]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            self.layers.append(nn.Linear(n_in, n_out))
+            nn.init.orthogonal_(self.layers[-1].weight, out_gain if i == len(hidden_sizes) else hidden_gain)
+            nn.init.constant_(self.layers[-1].bias, 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
+        for layer in hidden:
+            x = self.activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, out.weight, out.bias)
+
+
+SCRIPT = os.path.basename(__file__)
+
+
+def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
+    """num_envs sub-envs in SAME_STEP autoreset mode (gymnasium's default, NEXT_STEP, spends a step on each reset,
+    which is not a transition): a step that ends an episode returns the next one's first observation and the true
+    final one in infos["final_obs"]. Episode statistics: infos["episode"], masked by infos["_episode"]. Env 0 records
+    video with --capture-video (every episode with record_all, else gymnasium's cubic schedule). Flat Box
+    observations; actions as the script's check_action_space takes them."""
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as e:
+        fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
+
+    def make_env(idx: int):
+        if not (args.capture_video and idx == 0):
+            return lambda: gym.make(args.env_id, **env_kwargs)
+        trigger, video_dir = (lambda episode: True) if record_all else None, os.path.join("videos", run_name)
+        return lambda: gym.wrappers.RecordVideo(
+            gym.make(args.env_id, render_mode="rgb_array", **env_kwargs), video_dir, episode_trigger=trigger, disable_logger=True
+        )
+
+    try:
+        envs = SyncVectorEnv([make_env(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
+        fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
+    if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
+        fail(
+            f"--env-id: observation space {envs.single_observation_space} is not supported: these scripts take flat vector observations (a 1-D Box)"
+        )
+    check_action_space(envs.single_action_space)
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def validate_common(args) -> None:
+    """The checks every script makes."""
+    for flag in ("total_timesteps", "num_envs", "torch_threads"):
+        if getattr(args, flag) < 1:
+            fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.eval_episodes < 0 or args.save_every < 0:
+        fail("--eval-episodes and --save-every must be non-negative")
+    if not args.learning_rate > 0:
+        fail(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not 0 < args.gamma <= 1:
+        fail(f"--gamma must be in (0, 1], got {args.gamma}")
+    if args.activation not in ACTIVATIONS:
+        fail(f"--activation must be one of {sorted(ACTIVATIONS)}, got {args.activation!r}")
+
+
+def fail(message: str):
+    """Bad input: one line on stderr naming the flag, exit status 1, no traceback."""
+    raise SystemExit(f"{SCRIPT}: error: {message}")
+
+
+def cli(args_type):
+    """The command line; booleans also take W&B Sweeps' `--flag=True/False`. With --resume or --eval-checkpoint the
+    checkpoint's args are the defaults (`--eval-checkpoint PATH` alone evaluates on its env); flags override them."""
+    bools = {f.name.replace("_", "-") for f in fields(args_type) if f.type in (bool, "bool")}
+    argv = []
+    for token in sys.argv[1:]:
+        name, _, value = token.partition("=")
+        if name.startswith("--") and name[2:] in bools and value.lower() in ("true", "false"):
+            token = name if value.lower() == "true" else f"--no-{name[2:]}"
+        argv.append(token)
+    args = tyro.cli(args_type, args=argv)
+    if args.resume or args.eval_checkpoint:
+        defaults = checkpoint_args(args_type, load_checkpoint(args.resume or args.eval_checkpoint))
+        args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
+    return args
+
+
+class Run:
+    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder
+    runs/<env>__<exp_name>__<seed>__<time> and the envs; restore() (the state checkpoints hold, the metrics file and
+    W&B); log() (every value to runs/<run>/metrics.jsonl, {"global_step": .., name: value} a line, and with --track to
+    W&B); end_iteration() (the progress line, --save-every); finish() (--save-model, the evaluation, the summary)."""
+
+    def __init__(self, args):
+        self.args, path = args, args.resume or args.eval_checkpoint
+        self.ckpt = load_checkpoint(path) if path else None
+        for key in ("env_id", "env_kwargs") if self.ckpt else ():
+            if self.ckpt["args"][key] != getattr(args, key):
+                fail(f"checkpoint {path!r} was made for --{key.replace('_', '-')} {self.ckpt['args'][key]}, not {getattr(args, key)}")
+        torch.set_num_threads(args.torch_threads)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        self.device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+        print(f"device: {self.device}" + (" (--cuda given, but no GPU is present)" if args.cuda and self.device.type == "cpu" else ""))
+        base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.name, n = self.ckpt["run_name"] if self.ckpt else base, 1
+        while not self.ckpt:  # made atomically: a second run started in the same second gets a suffix
+            try:
+                os.makedirs(os.path.join("runs", self.name))
+                break
+            except FileExistsError:
+                n, self.name = n + 1, f"{base}-{n + 1}"
+        self.dir = os.path.join("runs", self.name)
+        print(f"run dir: {self.dir}")
+        self.envs = make_vec_env(args, self.name, args.num_envs)
+        self.discrete = isinstance(self.envs.single_action_space, gym.spaces.Discrete)
+        self.obs_dim = self.envs.single_observation_space.shape[0]
+        self.action_dim = self.envs.single_action_space.n if self.discrete else self.envs.single_action_space.shape[0]
+        self.returns, self.state, self.save_next, self.wandb, self.videos_logged = [], {}, None, None, set()
+
+    def restore(self, counter: str, **state) -> tuple[int, int]:
+        """Registers what checkpoints hold (state_dicts, tensors) and loads it from the checkpoint given; with --resume
+        also the RNG states. Returns global_step and the counter named `counter` to continue from (0, 0 if new)."""
+        self.state, global_step, count, args = state, 0, 0, self.args
+        for key, value in state.items() if self.ckpt else ():
+            if isinstance(value, torch.Tensor):
+                with torch.no_grad():
+                    value.copy_(self.ckpt[key])
+            else:
+                value.load_state_dict(self.ckpt[key])
+        if args.resume:
+            global_step, count, rng = self.ckpt["global_step"], self.ckpt[counter], self.ckpt["rng"]
+            random.setstate(rng["python"])
+            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), rng["numpy_pos"]))
+            torch.set_rng_state(rng["torch"])
+            print(f"resumed {self.name} at step {global_step}")
+        if args.eval_checkpoint:
+            return global_step, count
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "args.json"), "w") as f:
+            json.dump(asdict(args), f, indent=2)
+        self.file = open(os.path.join(self.dir, "metrics.jsonl"), "a")
+        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), global_step, 0.0, 0.0
+        self.save_next = global_step + args.save_every if args.save_every else None
+        if args.track:
+            import wandb
+
+            self.wandb = wandb.init(
+                project=args.wandb_project_name, entity=args.wandb_entity, name=self.name, config=asdict(args), save_code=True, dir=self.dir
+            )
+            self.wandb.define_metric("global_step")
+            self.wandb.define_metric("*", step_metric="global_step")
+        return global_step, count
+
+    def log(self, global_step: int, metrics: dict) -> None:
+        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
+            self.wandb.log(record)
+
+    def log_episodes(self, global_step: int, infos: dict) -> None:
+        for i in np.nonzero(infos["_episode"])[0] if "_episode" in infos else ():
+            self.returns.append(float(infos["episode"]["r"][i]))
+            self.log(global_step, {"charts/episodic_return": self.returns[-1], "charts/episodic_length": int(infos["episode"]["l"][i])})
+
+    def sps(self, global_step: int) -> int:
+        """Transitions per wall second in this process, compile time excluded."""
+        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
+
+    def checkpoint(self, global_step: int, **counters) -> str:
+        """runs/<run>/<script>.pt: the args, global_step and the counters, the registered state, the RNG states."""
+        self.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
+        path = os.path.join(self.dir, f"{SCRIPT[:-3]}.pt")
+        state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v.state_dict() for k, v in self.state.items()}
+        _, keys, pos, *_ = np.random.get_state()
+        rng = {
+            "python": random.getstate(),
+            "numpy": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_pos": int(pos),
+            "torch": torch.get_rng_state(),
+        }
+        head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step}
+        save_checkpoint(path, {**head, **counters, **state, "rng": rng})
+        return path
+
+    def end_iteration(self, global_step: int, last: bool, **counters) -> None:
+        """The progress line every --progress-every seconds (and at the end), videos to W&B, --save-every."""
+        total = self.args.total_timesteps
+        if last or time.time() - self.last_print >= self.args.progress_every:
+            self.last_print, sps = time.time(), self.sps(global_step)
+            recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
+            left = max(total - global_step, 0) / max(sps, 1)
+            print(
+                f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
+                f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
+                flush=True,
+            )
+            self.file.flush()
+            self.upload_videos()
+        if self.save_next is not None and global_step >= self.save_next:
+            self.checkpoint(global_step, **counters)
+            self.save_next += self.args.save_every
+
+    def upload_videos(self) -> None:
+        video_dir = os.path.join("videos", self.name)
+        if self.wandb is None or not os.path.isdir(video_dir):
+            return
+        import wandb
+
+        for name in sorted(set(os.listdir(video_dir)) - self.videos_logged):
+            if name.endswith(".mp4"):  # wandb.Video: gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
+                self.videos_logged.add(name)
+                self.wandb.log({"videos/episode": wandb.Video(os.path.join(video_dir, name), format="mp4")})
+
+    def evaluate_checkpoint(self, agent, obs_norm) -> dict:
+        returns = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes, f" of {self.args.eval_checkpoint}")
+        self.envs.close()
+        return {"eval_returns": returns}
+
+    def finish(self, agent, obs_norm, global_step: int, **counters) -> dict:
+        summary = {"global_step": global_step, "run_dir": self.dir, "episodic_returns": self.returns, "sps": self.sps(global_step)}
+        if self.args.save_model:
+            summary["checkpoint"] = self.checkpoint(global_step, **counters)
+            print(f"saved {summary['checkpoint']}")
+        self.envs.close()
+        if self.args.eval_episodes:
+            summary["eval_returns"] = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes)
+            self.log(global_step, {"eval/episodic_return": np.mean(summary["eval_returns"])})
+        self.upload_videos()
+        self.file.close()
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.finish()
+            wandb.teardown()  # stop W&B's service: the run's records are on disk when finish() returns
+        return summary | counters
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only)."""
+    if not os.path.isfile(path):
+        fail(f"checkpoint {path!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
+    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
+        fail(
+            f"checkpoint {path!r} was made by {(ckpt.get('script') if isinstance(ckpt, dict) else None) or 'something else'}, not {SCRIPT}"
+        )
+    return ckpt
+
+
+def checkpoint_args(args_type, ckpt: dict):
+    """The Args a checkpoint was made with (its tuples came back as lists)."""
+    return args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()})
+
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Atomic: a temporary file renamed over the old one, so an interrupted save leaves the last checkpoint intact."""
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:
+    """Returns of the deterministic policy, observation statistics frozen, on a fresh env seeded apart from training."""
+    envs = make_vec_env(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    policy, returns = HostPolicy(agent), []
+    obs, _ = envs.reset(seed=args.seed + 10_000)
+    while len(returns) < episodes:
+        action = policy.act_deterministic(obs_norm(obs))
+        if isinstance(envs.single_action_space, gym.spaces.Box):
+            action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
+        obs, _, _, _, infos = envs.step(action)
+        if "_episode" in infos and infos["_episode"][0]:
+            returns.append(float(infos["episode"]["r"][0]))
+    envs.close()
+    print(f"evaluation{label}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+    return returns
+
+
+# === end shared: plumbing ===
 
 
 if __name__ == "__main__":

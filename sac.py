@@ -1,5 +1,5 @@
-"""SAC: Soft Actor-Critic (Haarnoja et al., 2018, "Soft Actor-Critic Algorithms and Applications",
-arXiv:1812.05905): twin critics, Polyak-averaged targets, automatic temperature.
+"""SAC: Soft Actor-Critic (Haarnoja et al., 2018, arXiv:1812.05905): twin critics, Polyak-averaged targets,
+automatic temperature.
 
 Each vector step (num_envs transitions):
   1) act: uniform random actions for the first learning_starts transitions, then a ~ pi(.|s)
@@ -10,44 +10,19 @@ Each vector step (num_envs transitions):
   4) every target_network_frequency-th update, Polyak-average the target critics: Q_targ <- (1 - tau) Q_targ + tau Q
   5) log, checkpoint; after the last step, evaluate the deterministic action a = tanh(mu(s)), rescaled
 
-From the lecture notes (SAC v1, arXiv:1801.01290) to this file (SAC v2). The notes train three networks:
-  J_V(psi)    = E_s[ 1/2 (V_psi(s) - E_{a~pi}[Q(s, a) - log pi(a|s)])^2 ]
-  J_Q(theta)  = E_{s,a}[ 1/2 (Q_theta(s, a) - (r + gamma E_{s'}[V_psi_targ(s')]))^2 ]
-  J_pi(phi)   = E_{s,eps}[ log pi_phi(f_phi(eps; s)|s) - Q_theta(s, f_phi(eps; s)) ]
-v2 drops V: its regression target, sampled at s' with a' ~ pi(.|s'), goes straight into Q's target,
-  y = r + gamma (1 - terminated) (min_i Q_targ_i(s', a') - alpha log pi(a'|s'))          (soft_target)
-and the Polyak-averaged V_psi_targ becomes two Polyak-averaged critics. J_Q is the notes' J_Q with this y, once
-per critic (qf_loss = J_Q1 + J_Q2); J_pi is the notes' with the temperature alpha and the smaller critic,
-  J_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)],  a = f(eps; s) = bias + scale * tanh(mu(s) + sigma(s) eps),
-and alpha, fixed in the notes (as a reward scale), is tuned toward the target entropy -dim(A) by
-  J(alpha) = E[alpha (-log pi(a|s) - target_entropy)],  log pi detached                      (alpha_loss)
+The losses. SAC v1 (arXiv:1801.01290, the lecture notes) also trains V_psi and bootstraps Q from its Polyak
+average; v2 drops V, samples its target at s' straight into y, and Polyak-averages the two critics instead:
+  y        = r + gamma (1 - terminated) (min_i Q_targ_i(s', a') - alpha log pi(a'|s')),  a' ~ pi(.|s')   (soft_target)
+  J_Q      = sum_i 1/2 E[(Q_i(s, a) - y)^2],  (s, a) from the buffer
+  J_pi     = E[alpha log pi(a|s) - min_i Q_i(s, a)],  a = f(eps; s) = bias + scale * tanh(mu(s) + sigma(s) eps)
+  J(alpha) = E[alpha (-log pi(a|s) - target_entropy)],  log pi detached, target_entropy = -dim(A)      (alpha_loss)
+All three come from the same pre-update networks (as in rlkit; CleanRL and SB3 step the critics first), so their
+sum takes one backward pass. Checkpoints hold all but the replay buffer, which --resume refills before updating.
 
-The three losses come from the same pre-update networks (as in rlkit's SAC; CleanRL and SB3 step the critics
-first): their sum takes one backward pass and one fused Adam step, each gradient reaching only its own
-parameters (the critics' weights are detached inside J_pi).
-
-Speed (benchmark/speed_sac.py times it against Stable-Baselines3): the two critics are one module whose weights
-are stacked (2, in, out), so one batched matmul per hidden layer evaluates both (a multiply-and-sum the output
-unit); one backward pass, one fused Adam step, one _foreach_lerp_ for Polyak; activations in place; a batch is
-one gather of whole buffer rows; the policy acts on the host in NumPy (HostPolicy); nothing in the update waits
-on the host: the losses are read (.tolist(), one sync) every log_every steps only. torch.compile is not offered:
-on the CPU here it made the update slower (its fused pointwise kernels took longer than eager's), and the GPU is
-not this file's aim. The update's matrix products are big enough to gain from a second thread, unlike the
-on-policy scripts': --torch-threads 2 runs about 1.4x faster on two otherwise idle cores (the default, 1, suits
-several runs side by side).
-
-Checkpoints hold the actor, both critics and their targets, log alpha, the Adam state, the step counters, the RNG
-states and the args, not the replay buffer (up to 1e6 transitions): --resume refills it, acting with the restored
-policy, before the updates go on.
-
-Reading order: Args -> environment -> networks (Actor, HostPolicy that acts, TwinQNetwork) -> SAC math (pure
-functions that the tests import) -> replay buffer -> main() -> plumbing (command line, errors, checkpoints,
-logging, evaluation: nothing SAC-specific). Blocks marked `# === shared: NAME ===` are byte-identical in every
-script that carries them (tests/test_drift.py checks); the algorithm lives between them.
+Part one is SAC; below the `# ==== infrastructure` divider is the machinery every script shares (blocks marked
+`# === shared: NAME ===` are byte-identical in every script that carries them).
 
 Run:  python sac.py --env-id Hopper-v5
-      python sac.py --env-id Pendulum-v1 --total-timesteps 20000 --learning-starts 1000
-      python sac.py --eval-checkpoint runs/<run>/sac.pt --capture-video
 """
 
 # === shared: imports ===
@@ -71,156 +46,44 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 @dataclass
 class Args:
-    # === shared: args-head ===
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """name of this experiment; part of the run name runs/<env>__<exp_name>__<seed>__<time>"""
-    seed: int = 1
-    """seeds Python, NumPy, torch, the env resets and the action space"""
-    torch_deterministic: bool = True
-    """set torch.backends.cudnn.deterministic and use deterministic algorithms"""
-    cuda: bool = False
-    """put networks and storage on the GPU when one is present (falls back to the CPU). Off by default:
-    networks this small with few envs run faster on the CPU"""
-    torch_threads: int = 1
-    """torch CPU threads; 1 is fastest for small networks, and two contending threads on 2 cores are
-    many times slower"""
-    track: bool = False
-    """log to Weights & Biases (WANDB_MODE=offline works without an account; `wandb sync` later)"""
-    wandb_project_name: str = "policy-gradients"
-    """the W&B project"""
-    wandb_entity: str | None = None
-    """the W&B entity (team or user); None uses your default"""
-    capture_video: bool = False
-    """record mp4s of env 0's episodes to videos/<run> (and of evaluation episodes); logged to W&B"""
-    save_model: bool = False
-    """write runs/<run>/<script>.pt at the end of training"""
-    save_every: int = 0
-    """also write that checkpoint every this many environment steps (0: never)"""
-    resume: str | None = None
-    """continue training from this checkpoint (its args are the defaults; flags given override them)"""
-    eval_checkpoint: str | None = None
-    """evaluate this checkpoint (no training), with its normalisation statistics frozen"""
-    eval_episodes: int = 10
-    """episodes of the deterministic (mean-action) evaluation after training; 0 skips it"""
-    progress_every: float = 10.0
-    """seconds between two progress lines on stdout"""
-    env_id: str = "Hopper-v5"
-    """gymnasium id, or `module:EnvName-v0` to import a module that registers it"""
-    env_kwargs: str = "{}"
-    """keyword arguments for gym.make, as JSON, e.g. '{"max_episode_steps": 500}'"""
-    total_timesteps: int = 1_000_000
-    """budget in environment transitions, summed over the sub-envs"""
-    num_envs: int = 1
-    """parallel sub-environments (gymnasium SyncVectorEnv)"""
-    # === end shared: args-head ===
-    buffer_size: int = 1_000_000
-    """replay buffer capacity in transitions; the oldest are overwritten first (CleanRL, SB3: 1e6)"""
-    learning_starts: int = 5_000
-    """transitions of uniform random actions before the first update (CleanRL: 5e3; SB3: 100; RL Zoo MuJoCo
-    and Spinning Up: 1e4); counted over all sub-envs, as global_step. After --resume the replay buffer (not
-    saved) refills with this many transitions of the restored policy before the updates go on"""
-    batch_size: int = 256
-    """transitions per gradient step, sampled uniformly with replacement (CleanRL, SB3: 256)"""
-    gradient_steps: int | None = None
-    """gradient steps after each vector step; None: num_envs, i.e. one per transition (update-to-data ratio 1,
-    as CleanRL and SB3 with one env)"""
-    learning_rate: float = 3e-4
-    """Adam step size of the actor, the critics and log alpha (SAC paper, SB3: 3e-4; CleanRL: 3e-4 for the actor,
-    1e-3 for the critics and alpha)"""
-    gamma: float = 0.99
-    """gamma: discount factor, in (0, 1]"""
-    tau: float = 0.005
-    """tau: Polyak coefficient of the target critics, in (0, 1]; 1 copies (CleanRL, SB3: 0.005)"""
-    policy_frequency: int = 1
-    """update the actor and alpha every this many gradient steps (SB3, the paper: 1; CleanRL: 2, then doing 2
-    actor updates at once; here a delay d > 1 simply updates the actor d times less often, as in TD3)"""
-    target_network_frequency: int = 1
-    """Polyak-average the target critics every this many gradient steps (CleanRL, SB3: 1)"""
-    autotune: bool = True
-    """tune alpha toward the target entropy -dim(A), starting from alpha = 1 (CleanRL, SB3)"""
-    alpha: float = 0.2
-    """alpha: the fixed temperature with --no-autotune (CleanRL, Spinning Up: 0.2); must be positive"""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """widths of the hidden layers of the actor and of each critic (CleanRL, SB3: 256-256)"""
-    activation: str = "relu"
-    """hidden activation: relu (CleanRL, SB3) or tanh"""
-    log_std_min: float = -5.0
-    """lower bound of log sigma; the actor squashes its log-std into [min, max] with tanh (CleanRL: -5, 2; SB3 and
-    Spinning Up clamp to [-20, 2] instead)"""
-    log_std_max: float = 2.0
-    """upper bound of log sigma"""
-    adam_eps: float = 1e-8
-    """Adam epsilon (PyTorch's default, as CleanRL and SB3 use for SAC)"""
-    log_every: int = 1_000
-    """write the losses and charts/SPS every this many environment steps; each write reads the losses off the
-    device once (the only host sync in the updates)"""
-
-
-# === shared: environment ===
-def make_env(env_id: str, env_kwargs: dict, idx: int, capture_video: bool, video_dir: str, record_all: bool = False):
-    """A thunk building one sub-env; env 0 records video when asked (headless: MUJOCO_GL=egl)."""
-
-    def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array", **env_kwargs)
-            trigger = (lambda episode: True) if record_all else None  # None: gymnasium's cubic schedule
-            env = gym.wrappers.RecordVideo(env, video_dir, episode_trigger=trigger, disable_logger=True)
-        else:
-            env = gym.make(env_id, **env_kwargs)
-        return env
-
-    return thunk
-
-
-def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
-    """num_envs sub-envs in SAME_STEP autoreset mode.
-
-    Gymnasium 1.x's default, NEXT_STEP, spends the step after an episode's end on the reset (action ignored,
-    reward 0): not a transition. SAME_STEP resets inside the step that ends the episode instead, returns the
-    new episode's first observation and puts the true final one in infos["final_obs"]. So every step this
-    env returns is a real transition and global_step counts transitions exactly.
-    Episode statistics arrive as infos["episode"] with the mask infos["_episode"].
-    """
-    env_kwargs = json.loads(args.env_kwargs)
-    video_dir = os.path.join("videos", run_name)
-    thunks = [make_env(args.env_id, env_kwargs, i, args.capture_video, video_dir, record_all) for i in range(num_envs)]
-    envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)  # we never write to obs
-    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
-
-
-# === end shared: environment ===
-
-# === shared: mlp ===
-ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
-
-
-def layer_init(layer: nn.Linear, gain: float, bias: float = 0.0) -> nn.Linear:
-    """Orthogonal weights, constant bias (Implementation Matters, Engstrom et al. 2020)."""
-    nn.init.orthogonal_(layer.weight, gain)
-    nn.init.constant_(layer.bias, bias)
-    return layer
-
-
-class MLP(nn.Module):
-    """Linear layers with an activation between them. forward() is a plain loop over F.linear rather than
-    nn.Sequential: the same function without nn.Module's per-layer call overhead, a third faster for
-    networks this small (the rollout calls it once per environment step)."""
-
-    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
-        super().__init__()
-        sizes = (in_dim, *hidden_sizes)
-        hidden = [layer_init(nn.Linear(i, o), hidden_gain) for i, o in zip(sizes[:-1], sizes[1:], strict=True)]
-        self.layers = nn.ModuleList([*hidden, layer_init(nn.Linear(sizes[-1], out_dim), out_gain)])
-        self.activation = ACTIVATIONS[activation]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
-        for layer in hidden:
-            x = self.activation(F.linear(x, layer.weight, layer.bias))
-        return F.linear(x, out.weight, out.bias)
-
-
-# === end shared: mlp ===
+    num_envs: int = 1  # N: parallel sub-environments (gymnasium SyncVectorEnv)
+    buffer_size: int = 1_000_000  # replay buffer capacity in transitions; the oldest are overwritten first (CleanRL, SB3: 1e6)
+    learning_starts: int = 5_000  # transitions of uniform random actions before the first update, over all sub-envs (CleanRL: 5e3; SB3: 100; RL Zoo MuJoCo, Spinning Up: 1e4); after --resume the buffer refills with this many
+    batch_size: int = 256  # transitions per gradient step, sampled uniformly with replacement (CleanRL, SB3: 256)
+    gradient_steps: int | None = None  # gradient steps per vector step; None: num_envs, i.e. update-to-data ratio 1 (CleanRL, SB3)
+    learning_rate: float = 3e-4  # Adam step size of actor, critics and log alpha (SAC paper, SB3: 3e-4; CleanRL: 1e-3 critics, alpha)
+    gamma: float = 0.99  # gamma: discount factor, in (0, 1]
+    tau: float = 0.005  # tau: Polyak coefficient of the target critics, in (0, 1]; 1 copies (CleanRL, SB3: 0.005)
+    policy_frequency: int = 1  # update the actor and alpha every this many gradient steps (SB3, the paper: 1; CleanRL: 2, with 2 actor updates at once; here d > 1 updates the actor d times less often, as TD3)
+    target_network_frequency: int = 1  # Polyak-average the target critics every this many gradient steps (CleanRL, SB3: 1)
+    autotune: bool = True  # tune alpha toward the target entropy -dim(A), starting from alpha = 1 (CleanRL, SB3)
+    alpha: float = 0.2  # alpha: the fixed temperature with --no-autotune (CleanRL, Spinning Up: 0.2); must be positive
+    hidden_sizes: tuple[int, ...] = (256, 256)  # widths of the hidden layers of the actor and of each critic (CleanRL, SB3: 256-256)
+    activation: str = "relu"  # hidden activation: relu (CleanRL, SB3) or tanh
+    log_std_min: float = -5.0  # lower bound of log sigma, squashed into [min, max] by tanh (CleanRL: -5, 2; SB3, Spinning Up clamp: -20, 2)
+    log_std_max: float = 2.0  # upper bound of log sigma
+    adam_eps: float = 1e-8  # Adam epsilon (PyTorch's default, as CleanRL and SB3 use for SAC)
+    log_every: int = 1_000  # write the losses and charts/SPS every this many env steps; each write reads the losses off the device once (the only host sync in the updates)
+    # === shared: args-common ===
+    env_id: str = "Hopper-v5"  # gymnasium id, or `module:EnvName-v0` to import a module that registers it
+    env_kwargs: str = "{}"  # keyword arguments for gym.make, as JSON, e.g. '{"max_episode_steps": 500}'
+    total_timesteps: int = 1_000_000  # budget in environment transitions, summed over the sub-envs
+    seed: int = 1  # seeds Python, NumPy, torch, the env resets and the action space
+    torch_deterministic: bool = True  # torch.backends.cudnn.deterministic; on the CPU the same seed gives the same numbers anyway
+    cuda: bool = False  # use the GPU if there is one (else the CPU); off by default: small networks run faster on the CPU
+    torch_threads: int = 1  # torch CPU threads; 1 is fastest for small networks and for several runs side by side
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]  # part of the run name runs/<env>__<exp_name>__<seed>__<time>
+    track: bool = False  # log to Weights & Biases (WANDB_MODE=offline works without an account; `wandb sync` later)
+    wandb_project_name: str = "policy-gradients"  # the W&B project
+    wandb_entity: str | None = None  # the W&B entity (team or user); None uses your default
+    capture_video: bool = False  # record mp4s of env 0's episodes to videos/<run> (and of evaluation episodes); logged to W&B
+    save_model: bool = False  # write runs/<run>/<script>.pt at the end of training
+    save_every: int = 0  # also write that checkpoint every this many environment steps (0: never)
+    resume: str | None = None  # continue training from this checkpoint (its args are the defaults; flags given override them)
+    eval_checkpoint: str | None = None  # evaluate this checkpoint (no training), with its normalisation statistics frozen
+    eval_episodes: int = 10  # episodes of the deterministic (mean-action) evaluation after training; 0 skips it
+    progress_every: float = 10.0  # seconds between two progress lines on stdout
+    # === end shared: args-common ===
 
 
 class Actor(nn.Module):
@@ -254,60 +117,13 @@ class Actor(nn.Module):
         return sample_action(mean, log_std, self.action_scale, self.action_bias)
 
 
-class HostPolicy:
-    """The policy that acts in the environment: NumPy views of the actor's current weights (as ppo.py's).
-
-    One action per environment step for num_envs observations: at that size torch spends its time on per-operation
-    overhead, while NumPy does the same arithmetic in a fraction of it. On the CPU the arrays share memory with the
-    actor's parameters, so each Adam step (in place) shows through at once; on a GPU they are copies, rebuilt after
-    the updates. tests/test_sac.py checks it against Actor."""
-
-    def __init__(self, actor: Actor):
-        def host(t: torch.Tensor) -> np.ndarray:
-            return t.detach().cpu().numpy()
-
-        self.layers = [(host(layer.weight).T, host(layer.bias)) for layer in actor.net.layers]
-        self.activation = np.tanh if actor.net.activation is torch.tanh else (lambda x: np.maximum(x, 0))
-        self.action_scale, self.action_bias = host(actor.action_scale), host(actor.action_bias)
-        self.log_std_centre, self.log_std_half_range = actor.log_std_centre, actor.log_std_half_range
-
-    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """mu(s) and log sigma(s) for a batch (N, obs_dim), as Actor.forward."""
-        for weight, bias in self.layers[:-1]:
-            x = self.activation(x @ weight + bias)
-        out = x @ self.layers[-1][0] + self.layers[-1][1]
-        # Slices, not np.split: the same views, without np.split's Python-level bookkeeping, which costs about
-        # 0.1 ms a step here when the update has just evicted it from the CPU's caches
-        half = out.shape[1] // 2
-        mean, log_std = out[:, :half], out[:, half:]
-        return mean, self.log_std_centre + self.log_std_half_range * np.tanh(log_std)
-
-    def act(self, x: np.ndarray) -> np.ndarray:
-        """a ~ pi(.|s) = bias + scale * tanh(mu + sigma * eps), eps ~ N(0, I) from NumPy's global RNG: (N, A)."""
-        mean, log_std = self.forward(x)
-        eps = np.random.standard_normal(mean.shape).astype(np.float32)
-        return self.action_bias + self.action_scale * np.tanh(mean + np.exp(log_std) * eps)
-
-    def act_deterministic(self, x: np.ndarray) -> np.ndarray:
-        """The evaluation action: tanh(mu(s)), rescaled to the bounds."""
-        return self.action_bias + self.action_scale * np.tanh(self.forward(x)[0])
-
-
-def float32(obs: np.ndarray) -> np.ndarray:
-    """SAC feeds the networks raw observations (no normalisation, as CleanRL and SB3): evaluate() takes this in
-    place of the on-policy scripts' ObsNormalizer."""
-    return obs.astype(np.float32)
-
-
 class TwinQNetwork(nn.Module):
-    """Q_1 and Q_2 (CleanRL's qf1 and qf2) as one module. Each layer holds the two critics' weights stacked,
-    (2, in, out), so that one batched matmul (torch.baddbmm) evaluates both: the arithmetic of two networks in the
-    operator calls of one. Stored (in, out), the transpose of nn.Linear's, so that x @ W needs no transposed view
-    and the weight's gradient arrives in the parameter's own layout (a transposed one costs a copy per layer and
-    step). The output layer has one unit: there each critic's product is a dot product per row, (x * w).sum(-1),
-    since a matrix-vector product run through the batched matrix kernel (and its backward, an outer product and
-    another matrix-vector product) takes about seven times as long on the CPU here. The critics keep their own
-    initialisation, parameters and Adam moments; the output's row 0 is Q_1 (qf1), row 1 is Q_2 (qf2)."""
+    """Q_1 and Q_2 (CleanRL's qf1 and qf2) as one module: each layer holds the two critics' weights stacked,
+    (2, in, out), so that one batched matmul (torch.baddbmm) evaluates both. Stored (in, out), the transpose of
+    nn.Linear's, so that the weight's gradient arrives in the parameter's own layout (a transposed one costs a copy
+    per layer and step). The one-unit output layer is a dot product per row, (x * w).sum(-1): a matrix-vector product
+    through the batched matrix kernel is several times slower on the CPU. The critics keep their own initialisation,
+    parameters and Adam moments; row 0 of the output is Q_1 (qf1), row 1 is Q_2 (qf2)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: tuple[int, ...], activation: str):
         super().__init__()
@@ -333,9 +149,6 @@ class TwinQNetwork(nn.Module):
         return (x * weights[-1].transpose(1, 2)).sum(-1) + biases[-1].squeeze(-1)
 
 
-# ---------------------------------------------------------------------------------------------------
-# SAC math: pure functions of tensors (tests/test_sac.py checks each against an independent answer)
-# ---------------------------------------------------------------------------------------------------
 LOG_SQRT_2PI = 0.5 * float(np.log(2 * np.pi))
 LOG_2 = float(np.log(2.0))
 
@@ -351,6 +164,7 @@ def squashed_log_prob(u: torch.Tensor, eps: torch.Tensor, log_std: torch.Tensor,
     """
     log_det_tanh = 2.0 * (LOG_2 - u - F.softplus(-2.0 * u))
     log_prob = (-0.5 * eps**2 - log_std - log_det_tanh).sum(-1)
+    # the action-scale Jacobian: - sum_i log scale_i, with the Gaussian's constant
     return log_prob - (u.shape[-1] * LOG_SQRT_2PI + torch.log(action_scale).sum())
 
 
@@ -362,14 +176,7 @@ def sample_action(mean: torch.Tensor, log_std: torch.Tensor, action_scale: torch
     return action_bias + action_scale * torch.tanh(u), squashed_log_prob(u, eps, log_std, action_scale)
 
 
-def soft_target(
-    rewards: torch.Tensor,
-    terminations: torch.Tensor,
-    next_q_min: torch.Tensor,
-    next_log_pi: torch.Tensor,
-    alpha: torch.Tensor | float,
-    gamma: float,
-) -> torch.Tensor:
+def soft_target(rewards, terminations, next_q_min, next_log_pi, *, alpha: torch.Tensor | float, gamma: float) -> torch.Tensor:
     """The soft Bellman target, (B,) tensors. next_q_min = min_i Q_targ_i(s', a') and next_log_pi = log pi(a'|s')
     with a' ~ pi(.|s'), s' the true next observation (the final one at a truncation). Only a termination cuts the
     bootstrap: a time-limit truncation is not the end of the task."""
@@ -377,7 +184,7 @@ def soft_target(
     return rewards + gamma * (1.0 - terminations) * (next_q_min - alpha * next_log_pi)
 
 
-def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: float) -> torch.Tensor:
+def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, *, target_entropy: float) -> torch.Tensor:
     """J(alpha) = E[alpha * (-log pi(a|s) - target_entropy)], log pi detached, optimised through log alpha
     (alpha = exp(log alpha) stays positive). Its gradient in alpha is the entropy estimate minus the target:
     an entropy above the target lowers alpha, one below raises it (CleanRL PR #414: alpha, not log alpha)."""
@@ -385,36 +192,36 @@ def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, target_entropy: fl
 
 
 @torch.no_grad()
-def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+def soft_update(target: nn.Module, source: nn.Module, *, tau: float) -> None:
     """Polyak averaging, in place: theta_targ <- (1 - tau) theta_targ + tau theta, i.e. theta_targ.lerp_(theta, tau)
-    for every tensor, in one call (torch._foreach_lerp_, as torch.optim.swa_utils' EMA does)."""
+    for every tensor, in one call (the private torch._foreach_lerp_, as torch.optim.swa_utils' EMA does)."""
     torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
-def sac_losses(actor: Actor, qf: TwinQNetwork, qf_target: TwinQNetwork, log_alpha: torch.Tensor, batch, hp: dict) -> tuple:
-    """J_Q for both critics and, with hp["update_actor"], J_pi and J(alpha), all from the same pre-update networks
-    (as in rlkit's SAC): the sum needs one backward pass, each term reaching only its own parameters. Returns the
-    loss and a dict of detached diagnostics."""
+def sac_losses(actor: Actor, qf: TwinQNetwork, qf_target: TwinQNetwork, log_alpha, batch, *, gamma, update_actor, autotune, target_entropy):
+    """J_Q for both critics and, with update_actor, J_pi and (with autotune) J(alpha), all from the same pre-update
+    networks (as in rlkit's SAC): the sum needs one backward pass, each term reaching only its own parameters.
+    Returns the loss and a dict of detached diagnostics."""
     obs, actions, rewards, terminations, next_obs = batch
     alpha = log_alpha.exp().detach()
     with torch.no_grad():
         next_actions, next_log_pi = actor.sample(next_obs)  # a' ~ pi(.|s')
         next_q_min = qf_target(next_obs, next_actions).min(0).values
-        y = soft_target(rewards, terminations, next_q_min, next_log_pi, alpha, hp["gamma"])
+        y = soft_target(rewards, terminations, next_q_min, next_log_pi, alpha=alpha, gamma=gamma)
     # J_Q = sum_i 1/2 E[(Q_i(s, a) - y)^2], a from the buffer
     q_values = qf(obs, actions)  # (2, B)
     qf_loss = 0.5 * ((q_values - y) ** 2).mean(1).sum()
     stats = {"losses/qf1_values": q_values[0].mean(), "losses/qf2_values": q_values[1].mean(), "losses/qf_loss": qf_loss}
     loss = qf_loss
-    if hp["update_actor"]:
+    if update_actor:
         # J_pi = E[alpha log pi(a|s) - min_i Q_i(s, a)], a ~ pi(.|s) reparameterised; the critics are held fixed
         pi, log_pi = actor.sample(obs)
         min_q_pi = qf(obs, pi, detach_params=True).min(0).values
         actor_loss = (alpha * log_pi - min_q_pi).mean()
         loss = loss + actor_loss
         stats |= {"losses/actor_loss": actor_loss, "losses/alpha": alpha}
-        if hp["autotune"]:
-            entropy_loss = alpha_loss(log_alpha, log_pi, hp["target_entropy"])
+        if autotune:
+            entropy_loss = alpha_loss(log_alpha, log_pi, target_entropy=target_entropy)
             loss = loss + entropy_loss
             stats["losses/alpha_loss"] = entropy_loss
     return loss, {k: v.detach() for k, v in stats.items()}
@@ -423,11 +230,9 @@ def sac_losses(actor: Actor, qf: TwinQNetwork, qf_target: TwinQNetwork, log_alph
 class ReplayBuffer:
     """(s, a, r, s', terminated), preallocated on the device as a ring of `capacity` transitions. s' is each
     transition's own next observation: the true final one where an episode ended, never the next episode's first.
-    Actions are stored as the env took them (rescaled to [low, high]), which is what the critics see.
-
-    One row per transition, [s | a | r | terminated | s'], so that a batch is one gather of whole rows
-    (index_select) instead of one per field: for 256 rows of a 1e6-row Hopper buffer, 21 us against 106 us on the
-    CPU here (113 against 195 us right after an update, with cold caches). The fields are column views of it."""
+    Actions are stored as the env took them (rescaled to [low, high]), which is what the critics see. One row per
+    transition, [s | a | r | terminated | s'], so that a batch is one gather of whole rows (index_select) instead of
+    one per field; the fields are column views of it."""
 
     def __init__(self, capacity: int, obs_dim: int, action_dim: int, device: torch.device):
         self.widths = (obs_dim, action_dim, 1, 1, obs_dim)
@@ -457,25 +262,11 @@ class ReplayBuffer:
 
 
 def validate_args(args: Args) -> None:
-    """Bad input fails here, before any env is built or a step is taken."""
-    # === shared: validate-common ===
-    for flag in ("total_timesteps", "num_envs", "torch_threads"):
-        if getattr(args, flag) < 1:
+    """Bad input fails here, before any env is built or a step is taken (validate_common is in part two)."""
+    validate_common(args)
+    for flag in ("buffer_size", "batch_size", "policy_frequency", "target_network_frequency", "log_every", "gradient_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:  # gradient_steps may be None
             fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.eval_episodes < 0 or args.save_every < 0:
-        fail("--eval-episodes and --save-every must be non-negative")
-    if not args.learning_rate > 0:
-        fail(f"--learning-rate must be positive, got {args.learning_rate}")
-    if not 0 < args.gamma <= 1:
-        fail(f"--gamma must be in (0, 1], got {args.gamma}")
-    if args.activation not in ACTIVATIONS:
-        fail(f"--activation must be one of {sorted(ACTIVATIONS)}, got {args.activation!r}")
-    # === end shared: validate-common ===
-    for flag in ("buffer_size", "batch_size", "policy_frequency", "target_network_frequency", "log_every"):
-        if getattr(args, flag) < 1:
-            fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.gradient_steps is not None and args.gradient_steps < 1:
-        fail(f"--gradient-steps must be at least 1, got {args.gradient_steps}")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size {args.batch_size} is larger than the replay buffer (--buffer-size {args.buffer_size})")
     if not 0 <= args.learning_starts <= args.buffer_size:
@@ -494,44 +285,18 @@ def validate_args(args: Args) -> None:
         fail(f"--log-std-min {args.log_std_min} must be below --log-std-max {args.log_std_max}")
 
 
-def check_action_space(envs: gym.vector.VectorEnv) -> None:
-    """SAC squashes a Gaussian into [low, high]: it needs a flat Box with finite bounds (and flat Box observations)."""
-    space = envs.single_action_space
-    if not isinstance(space, gym.spaces.Box):
-        takers = (
-            "; ppo.py, ppo_kl.py, a2c.py, trpo.py and reinforce.py take Discrete actions" if isinstance(space, gym.spaces.Discrete) else ""
-        )
-        fail(f"--env-id: SAC needs a Box action space, not {space}{takers}")
-    check_spaces(envs)
-    if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
-        fail(f"--env-id: action space {space} is unbounded; SAC squashes its actions into [low, high] and needs finite bounds")
-
-
 def main(args: Args) -> dict:
     """Train (or, with --eval-checkpoint, only evaluate). Returns a summary for tests and the benchmark."""
     validate_args(args)
-    ckpt_path = args.resume or args.eval_checkpoint
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    if ckpt is not None:
-        check_checkpoint_env(ckpt, args, ckpt_path)
-
-    torch.set_num_threads(args.torch_threads)
-    seed_everything(args.seed, args.torch_deterministic)
-    device = select_device(args.cuda)
-    run_name = ckpt["run_name"] if ckpt else new_run_name(args)
-    run_dir = os.path.join("runs", run_name)
-    envs = build_envs(args, run_name, args.num_envs)
-    check_action_space(envs)
-    obs_dim, action_space = envs.single_observation_space.shape[0], envs.single_action_space
-    action_dim = action_space.shape[0]
+    run = Run(args)  # the checkpoint to resume or evaluate, seeding, device, run folder, envs (part two)
+    envs, device, obs_dim, action_dim = run.envs, run.device, run.obs_dim, run.action_dim
+    space = envs.single_action_space
     gradient_steps = args.num_envs if args.gradient_steps is None else args.gradient_steps
     print(
-        f"{SCRIPT} on {args.env_id}: Box actions in [{action_space.low.min():g}, {action_space.high.max():g}], "
+        f"{SCRIPT} on {args.env_id}: Box actions in [{space.low.min():g}, {space.high.max():g}], "
         f"autotune={args.autotune}, {gradient_steps} gradient step(s) per vector step of {args.num_envs} transition(s)"
     )
-    print(f"run dir: {run_dir}")
-
-    actor = Actor(obs_dim, action_space.low, action_space.high, args).to(device)
+    actor = Actor(obs_dim, space.low, space.high, args).to(device)
     qf = TwinQNetwork(obs_dim, action_dim, args.hidden_sizes, args.activation).to(device)
     qf_target = TwinQNetwork(obs_dim, action_dim, args.hidden_sizes, args.activation).to(device).requires_grad_(False)
     qf_target.load_state_dict(qf.state_dict())
@@ -542,51 +307,15 @@ def main(args: Args) -> dict:
     # policy_frequency steps) is skipped, its moments and step count untouched.
     params = [*actor.parameters(), *qf.parameters(), *([log_alpha] if args.autotune else [])]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=args.adam_eps, fused=True)
-    global_step, update_step = 0, 0
-
-    if ckpt is not None:
-        actor.load_state_dict(ckpt["actor"])
-        qf.load_state_dict(ckpt["qf"])
-        qf_target.load_state_dict(ckpt["qf_target"])
-        with torch.no_grad():
-            log_alpha.copy_(ckpt["log_alpha"])
+    # What checkpoints hold (not the replay buffer), restored here from --resume or --eval-checkpoint; evaluation
+    # skips the optimizer, whose parameters --no-autotune would change
+    state = dict(actor=actor, qf=qf, qf_target=qf_target, log_alpha=log_alpha) | ({} if args.eval_checkpoint else dict(optimizer=optimizer))
+    global_step, update_step = run.restore("update_step", **state)
     if args.eval_checkpoint:
-        returns = evaluate(actor, args, float32, run_name, args.eval_episodes)
-        print(
-            f"evaluation of {args.eval_checkpoint}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes"
-        )
-        envs.close()
-        return {"eval_returns": returns}
+        return run.evaluate_checkpoint(actor, float32)
     if args.resume:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        global_step, update_step = ckpt["global_step"], ckpt["update_step"]
-        set_rng_state(ckpt["rng"])
-        print(f"resumed {run_name} at step {global_step}; the replay buffer is not saved and refills before updates resume")
-
-    def checkpoint() -> str:
-        """Everything but the replay buffer (up to 1e6 transitions): a resumed run refills it, acting with the
-        restored policy, before it updates again."""
-        logger.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
-        path = os.path.join(run_dir, f"{SCRIPT[:-3]}.pt")
-        state = {
-            "script": SCRIPT,
-            "run_name": run_name,
-            "args": asdict(args),
-            "global_step": global_step,
-            "update_step": update_step,
-            "actor": actor.state_dict(),
-            "qf": qf.state_dict(),
-            "qf_target": qf_target.state_dict(),
-            "log_alpha": log_alpha.detach().cpu(),
-            "optimizer": optimizer.state_dict(),
-            "rng": rng_state(),
-        }
-        save_checkpoint(path, state)
-        return path
-
+        print(f"the replay buffer is not saved: {args.learning_starts} transitions refill it before the updates resume")
     rb = ReplayBuffer(args.buffer_size, obs_dim, action_dim, device)
-    hp = {"gamma": args.gamma, "autotune": args.autotune, "target_entropy": target_entropy}
-    logger = Logger(args, run_name, run_dir, global_step)
     stats: dict[str, torch.Tensor] = {}
 
     envs.action_space.seed(args.seed + global_step)
@@ -594,7 +323,6 @@ def main(args: Args) -> dict:
     obs = float32(raw_obs)  # a copy: the vector env reuses its observation array (copy=False) on the next step
     policy = HostPolicy(actor)
     num_vector_steps = args.total_timesteps // args.num_envs
-    save_every_next = global_step + args.save_every if args.save_every else None
     log_next = global_step + args.log_every
     for _ in range(global_step // args.num_envs, num_vector_steps):
         # 1) Act: uniform random during the warm-up, then a ~ pi(.|s), on the host
@@ -612,21 +340,23 @@ def main(args: Args) -> dict:
                 real_next_obs[i] = infos["final_obs"][i]
         rb.add(obs, actions, rewards, terminations, real_next_obs)
         obs = next_obs
-        logger.log_episodes(global_step, infos)
+        run.log_episodes(global_step, infos)
 
         # 3) gradient_steps updates once the buffer holds learning_starts transitions (after a resume it refills)
         if rb.size >= args.learning_starts:
             for _ in range(gradient_steps):
                 update_step += 1
-                hp["update_actor"] = update_step % args.policy_frequency == 0
-                loss, step_stats = sac_losses(actor, qf, qf_target, log_alpha, rb.sample(args.batch_size), hp)
+                loss, step_stats = sac_losses(
+                    actor, qf, qf_target, log_alpha, rb.sample(args.batch_size),
+                    gamma=args.gamma, update_actor=update_step % args.policy_frequency == 0, autotune=args.autotune, target_entropy=target_entropy,
+                )  # fmt: skip
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 stats |= step_stats
                 # 4) Target critics: Q_targ <- (1 - tau) Q_targ + tau Q
                 if update_step % args.target_network_frequency == 0:
-                    soft_update(qf_target, qf, args.tau)
+                    soft_update(qf_target, qf, tau=args.tau)
             if device.type != "cpu":
                 policy = HostPolicy(actor)  # a GPU's weights reach NumPy by copy: refresh them
 
@@ -634,33 +364,86 @@ def main(args: Args) -> dict:
         if global_step >= log_next:
             log_next += args.log_every
             values = torch.stack(list(stats.values())).tolist() if stats else []  # .tolist(): the one sync per log
-            logger.log(global_step, {**dict(zip(stats, values, strict=True)), "charts/SPS": logger.sps(global_step)})
-        logger.progress(global_step, args.total_timesteps, force=global_step == num_vector_steps * args.num_envs)
-        if save_every_next is not None and global_step >= save_every_next:
-            checkpoint()
-            save_every_next += args.save_every
-
-    summary = {"global_step": global_step, "run_dir": run_dir, "episodic_returns": logger.returns, "sps": logger.sps(global_step)}
-    summary["update_step"] = update_step
-    if args.save_model:
-        summary["checkpoint"] = checkpoint()
-        print(f"saved {summary['checkpoint']}")
-    envs.close()
-    if args.eval_episodes:
-        eval_returns = evaluate(actor, args, float32, run_name, args.eval_episodes)
-        logger.log(global_step, {"eval/episodic_return": np.mean(eval_returns)})
-        print(f"evaluation: mean return {np.mean(eval_returns):.2f} +- {np.std(eval_returns):.2f} over {len(eval_returns)} episodes")
-        summary["eval_returns"] = eval_returns
-    logger.close()
-    return summary
+            run.log(global_step, {**dict(zip(stats, values, strict=True)), "charts/SPS": run.sps(global_step)})
+        run.end_iteration(global_step, last=global_step == num_vector_steps * args.num_envs, update_step=update_step)
+    return run.finish(actor, float32, global_step, update_step=update_step)
 
 
-# ---------------------------------------------------------------------------------------------------
-# Plumbing: command line, errors, seeding, device, checkpoints, logging, evaluation. The same in every
-# script of the collection; nothing here is SAC.
-# ---------------------------------------------------------------------------------------------------
+# ==== infrastructure: the same machinery in every script of the collection; a reader of the algorithm can stop here ====
+# Acting on the host, normalisation, compile, the MLP, envs, validation, command line, run folder, seeding, device,
+# checkpoints, logging, evaluation.
+
+
 # === shared: plumbing ===
+ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class MLP(nn.Module):
+    """Linear layers with an activation between them, orthogonal weights and zero biases (Implementation Matters,
+    Engstrom et al. 2020). forward() loops over F.linear: nn.Sequential's per-layer call overhead would dominate."""
+
+    def __init__(self, in_dim: int, hidden_sizes: tuple[int, ...], out_dim: int, activation: str, hidden_gain: float, out_gain: float):
+        super().__init__()
+        sizes, self.layers, self.activation = (in_dim, *hidden_sizes, out_dim), nn.ModuleList(), ACTIVATIONS[activation]
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            self.layers.append(nn.Linear(n_in, n_out))
+            nn.init.orthogonal_(self.layers[-1].weight, out_gain if i == len(hidden_sizes) else hidden_gain)
+            nn.init.constant_(self.layers[-1].bias, 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        *hidden, out = self.layers  # unpacking, not self.layers[:-1], which builds a new ModuleList per call
+        for layer in hidden:
+            x = self.activation(F.linear(x, layer.weight, layer.bias))
+        return F.linear(x, out.weight, out.bias)
+
+
 SCRIPT = os.path.basename(__file__)
+
+
+def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
+    """num_envs sub-envs in SAME_STEP autoreset mode (gymnasium's default, NEXT_STEP, spends a step on each reset,
+    which is not a transition): a step that ends an episode returns the next one's first observation and the true
+    final one in infos["final_obs"]. Episode statistics: infos["episode"], masked by infos["_episode"]. Env 0 records
+    video with --capture-video (every episode with record_all, else gymnasium's cubic schedule). Flat Box
+    observations; actions as the script's check_action_space takes them."""
+    try:
+        env_kwargs = json.loads(args.env_kwargs)
+    except json.JSONDecodeError as e:
+        fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
+
+    def make_env(idx: int):
+        if not (args.capture_video and idx == 0):
+            return lambda: gym.make(args.env_id, **env_kwargs)
+        trigger, video_dir = (lambda episode: True) if record_all else None, os.path.join("videos", run_name)
+        return lambda: gym.wrappers.RecordVideo(
+            gym.make(args.env_id, render_mode="rgb_array", **env_kwargs), video_dir, episode_trigger=trigger, disable_logger=True
+        )
+
+    try:
+        envs = SyncVectorEnv([make_env(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
+        fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
+    if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
+        fail(
+            f"--env-id: observation space {envs.single_observation_space} is not supported: these scripts take flat vector observations (a 1-D Box)"
+        )
+    check_action_space(envs.single_action_space)
+    return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def validate_common(args) -> None:
+    """The checks every script makes."""
+    for flag in ("total_timesteps", "num_envs", "torch_threads"):
+        if getattr(args, flag) < 1:
+            fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    if args.eval_episodes < 0 or args.save_every < 0:
+        fail("--eval-episodes and --save-every must be non-negative")
+    if not args.learning_rate > 0:
+        fail(f"--learning-rate must be positive, got {args.learning_rate}")
+    if not 0 < args.gamma <= 1:
+        fail(f"--gamma must be in (0, 1], got {args.gamma}")
+    if args.activation not in ACTIVATIONS:
+        fail(f"--activation must be one of {sorted(ACTIVATIONS)}, got {args.activation!r}")
 
 
 def fail(message: str):
@@ -669,9 +452,8 @@ def fail(message: str):
 
 
 def cli(args_type):
-    """Parse the command line. Booleans also take W&B Sweeps' `--flag=True/False` form. With --resume or
-    --eval-checkpoint, the checkpoint's own args become the defaults, so `--eval-checkpoint PATH` alone
-    evaluates on the env it was trained on; flags given still override them."""
+    """The command line; booleans also take W&B Sweeps' `--flag=True/False`. With --resume or --eval-checkpoint the
+    checkpoint's args are the defaults (`--eval-checkpoint PATH` alone evaluates on its env); flags override them."""
     bools = {f.name.replace("_", "-") for f in fields(args_type) if f.type in (bool, "bool")}
     argv = []
     for token in sys.argv[1:]:
@@ -680,64 +462,163 @@ def cli(args_type):
             token = name if value.lower() == "true" else f"--no-{name[2:]}"
         argv.append(token)
     args = tyro.cli(args_type, args=argv)
-    path = args.resume or args.eval_checkpoint
-    if path:
-        saved = load_checkpoint(path)["args"]
-        defaults = args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+    if args.resume or args.eval_checkpoint:
+        defaults = checkpoint_args(args_type, load_checkpoint(args.resume or args.eval_checkpoint))
         args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
     return args
 
 
-def new_run_name(args) -> str:
-    """<env>__<exp_name>__<seed>__<unix time>, its folder under runs/ created here: atomically, so that two
-    runs started in the same second (by two processes, say) never share one; the second gets a suffix."""
-    base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    name, n = base, 1
-    while True:
-        try:
-            os.makedirs(os.path.join("runs", name))
-            return name
-        except FileExistsError:
-            n += 1
-            name = f"{base}-{n}"
+class Run:
+    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder
+    runs/<env>__<exp_name>__<seed>__<time> and the envs; restore() (the state checkpoints hold, the metrics file and
+    W&B); log() (every value to runs/<run>/metrics.jsonl, {"global_step": .., name: value} a line, and with --track to
+    W&B); end_iteration() (the progress line, --save-every); finish() (--save-model, the evaluation, the summary)."""
 
+    def __init__(self, args):
+        self.args, path = args, args.resume or args.eval_checkpoint
+        self.ckpt = load_checkpoint(path) if path else None
+        for key in ("env_id", "env_kwargs") if self.ckpt else ():
+            if self.ckpt["args"][key] != getattr(args, key):
+                fail(f"checkpoint {path!r} was made for --{key.replace('_', '-')} {self.ckpt['args'][key]}, not {getattr(args, key)}")
+        torch.set_num_threads(args.torch_threads)
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        torch.backends.cudnn.deterministic = args.torch_deterministic
+        self.device = torch.device("cuda" if args.cuda and torch.cuda.is_available() else "cpu")
+        print(f"device: {self.device}" + (" (--cuda given, but no GPU is present)" if args.cuda and self.device.type == "cpu" else ""))
+        base = f"{args.env_id.replace(':', '-').replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+        self.name, n = self.ckpt["run_name"] if self.ckpt else base, 1
+        while not self.ckpt:  # made atomically: a second run started in the same second gets a suffix
+            try:
+                os.makedirs(os.path.join("runs", self.name))
+                break
+            except FileExistsError:
+                n, self.name = n + 1, f"{base}-{n + 1}"
+        self.dir = os.path.join("runs", self.name)
+        print(f"run dir: {self.dir}")
+        self.envs = make_vec_env(args, self.name, args.num_envs)
+        self.discrete = isinstance(self.envs.single_action_space, gym.spaces.Discrete)
+        self.obs_dim = self.envs.single_observation_space.shape[0]
+        self.action_dim = self.envs.single_action_space.n if self.discrete else self.envs.single_action_space.shape[0]
+        self.returns, self.state, self.save_next, self.wandb, self.videos_logged = [], {}, None, None, set()
 
-def seed_everything(seed: int, torch_deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.backends.cudnn.deterministic = torch_deterministic
+    def restore(self, counter: str, **state) -> tuple[int, int]:
+        """Registers what checkpoints hold (state_dicts, tensors) and loads it from the checkpoint given; with --resume
+        also the RNG states. Returns global_step and the counter named `counter` to continue from (0, 0 if new)."""
+        self.state, global_step, count, args = state, 0, 0, self.args
+        for key, value in state.items() if self.ckpt else ():
+            if isinstance(value, torch.Tensor):
+                with torch.no_grad():
+                    value.copy_(self.ckpt[key])
+            else:
+                value.load_state_dict(self.ckpt[key])
+        if args.resume:
+            global_step, count, rng = self.ckpt["global_step"], self.ckpt[counter], self.ckpt["rng"]
+            random.setstate(rng["python"])
+            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), rng["numpy_pos"]))
+            torch.set_rng_state(rng["torch"])
+            print(f"resumed {self.name} at step {global_step}")
+        if args.eval_checkpoint:
+            return global_step, count
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(self.dir, "args.json"), "w") as f:
+            json.dump(asdict(args), f, indent=2)
+        self.file = open(os.path.join(self.dir, "metrics.jsonl"), "a")
+        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), global_step, 0.0, 0.0
+        self.save_next = global_step + args.save_every if args.save_every else None
+        if args.track:
+            import wandb
 
+            self.wandb = wandb.init(
+                project=args.wandb_project_name, entity=args.wandb_entity, name=self.name, config=asdict(args), save_code=True, dir=self.dir
+            )
+            self.wandb.define_metric("global_step")
+            self.wandb.define_metric("*", step_metric="global_step")
+        return global_step, count
 
-def select_device(use_cuda: bool) -> torch.device:
-    device = torch.device("cuda" if use_cuda and torch.cuda.is_available() else "cpu")
-    print(f"device: {device}" + (" (--cuda given, but no GPU is present)" if use_cuda and device.type == "cpu" else ""))
-    return device
+    def log(self, global_step: int, metrics: dict) -> None:
+        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
+        self.file.write(json.dumps(record) + "\n")
+        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
+            self.wandb.log(record)
 
+    def log_episodes(self, global_step: int, infos: dict) -> None:
+        for i in np.nonzero(infos["_episode"])[0] if "_episode" in infos else ():
+            self.returns.append(float(infos["episode"]["r"][i]))
+            self.log(global_step, {"charts/episodic_return": self.returns[-1], "charts/episodic_length": int(infos["episode"]["l"][i])})
 
-def check_spaces(envs: gym.vector.VectorEnv) -> bool:
-    """Flat Box observations; Discrete or flat Box actions. Returns whether the actions are discrete."""
-    obs_space, act_space = envs.single_observation_space, envs.single_action_space
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        fail(
-            f"--env-id: observation space {obs_space} is not supported; wrap the env so that it returns a flat Box (gymnasium.wrappers.FlattenObservation)"
-        )
-    if isinstance(act_space, gym.spaces.Discrete):
-        return True
-    if isinstance(act_space, gym.spaces.Box) and len(act_space.shape) == 1:
-        return False
-    fail(f"--env-id: action space {act_space} is not supported (Discrete or a flat Box)")
+    def sps(self, global_step: int) -> int:
+        """Transitions per wall second in this process, compile time excluded."""
+        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
 
+    def checkpoint(self, global_step: int, **counters) -> str:
+        """runs/<run>/<script>.pt: the args, global_step and the counters, the registered state, the RNG states."""
+        self.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
+        path = os.path.join(self.dir, f"{SCRIPT[:-3]}.pt")
+        state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v.state_dict() for k, v in self.state.items()}
+        _, keys, pos, *_ = np.random.get_state()
+        rng = {
+            "python": random.getstate(),
+            "numpy": torch.from_numpy(keys.astype(np.int64)),
+            "numpy_pos": int(pos),
+            "torch": torch.get_rng_state(),
+        }
+        head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step}
+        save_checkpoint(path, {**head, **counters, **state, "rng": rng})
+        return path
 
-def build_envs(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
-    try:
-        json.loads(args.env_kwargs)
-    except json.JSONDecodeError as e:
-        fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
-    try:
-        return make_vec_env(args, run_name, num_envs, record_all)
-    except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
-        fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
+    def end_iteration(self, global_step: int, last: bool, **counters) -> None:
+        """The progress line every --progress-every seconds (and at the end), videos to W&B, --save-every."""
+        total = self.args.total_timesteps
+        if last or time.time() - self.last_print >= self.args.progress_every:
+            self.last_print, sps = time.time(), self.sps(global_step)
+            recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
+            left = max(total - global_step, 0) / max(sps, 1)
+            print(
+                f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
+                f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
+                flush=True,
+            )
+            self.file.flush()
+            self.upload_videos()
+        if self.save_next is not None and global_step >= self.save_next:
+            self.checkpoint(global_step, **counters)
+            self.save_next += self.args.save_every
+
+    def upload_videos(self) -> None:
+        video_dir = os.path.join("videos", self.name)
+        if self.wandb is None or not os.path.isdir(video_dir):
+            return
+        import wandb
+
+        for name in sorted(set(os.listdir(video_dir)) - self.videos_logged):
+            if name.endswith(".mp4"):  # wandb.Video: gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
+                self.videos_logged.add(name)
+                self.wandb.log({"videos/episode": wandb.Video(os.path.join(video_dir, name), format="mp4")})
+
+    def evaluate_checkpoint(self, agent, obs_norm) -> dict:
+        returns = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes, f" of {self.args.eval_checkpoint}")
+        self.envs.close()
+        return {"eval_returns": returns}
+
+    def finish(self, agent, obs_norm, global_step: int, **counters) -> dict:
+        summary = {"global_step": global_step, "run_dir": self.dir, "episodic_returns": self.returns, "sps": self.sps(global_step)}
+        if self.args.save_model:
+            summary["checkpoint"] = self.checkpoint(global_step, **counters)
+            print(f"saved {summary['checkpoint']}")
+        self.envs.close()
+        if self.args.eval_episodes:
+            summary["eval_returns"] = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes)
+            self.log(global_step, {"eval/episodic_return": np.mean(summary["eval_returns"])})
+        self.upload_videos()
+        self.file.close()
+        if self.wandb is not None:
+            import wandb
+
+            self.wandb.finish()
+            wandb.teardown()  # stop W&B's service: the run's records are on disk when finish() returns
+        return summary | counters
 
 
 def load_checkpoint(path: str) -> dict:
@@ -749,135 +630,28 @@ def load_checkpoint(path: str) -> dict:
     except Exception as e:
         fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
     if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        made_by = ckpt.get("script") if isinstance(ckpt, dict) else None
-        fail(f"checkpoint {path!r} was made by {made_by or 'something else'}, not {SCRIPT}")
+        fail(
+            f"checkpoint {path!r} was made by {(ckpt.get('script') if isinstance(ckpt, dict) else None) or 'something else'}, not {SCRIPT}"
+        )
     return ckpt
 
 
-def check_checkpoint_env(ckpt: dict, args, path: str) -> None:
-    for key in ("env_id", "env_kwargs"):
-        if ckpt["args"][key] != getattr(args, key):
-            fail(f"checkpoint {path!r} was made for --{key.replace('_', '-')} {ckpt['args'][key]}, not {getattr(args, key)}")
+def checkpoint_args(args_type, ckpt: dict):
+    """The Args a checkpoint was made with (its tuples came back as lists)."""
+    return args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()})
 
 
 def save_checkpoint(path: str, state: dict) -> None:
-    """Atomic: write a temporary file, then rename over the old one; an interrupted save leaves the last
-    checkpoint intact."""
-    tmp = path + ".tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Atomic: a temporary file renamed over the old one, so an interrupted save leaves the last checkpoint intact."""
+    torch.save(state, path + ".tmp")
+    os.replace(path + ".tmp", path)
 
 
-def rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {
-        "python": random.getstate(),
-        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
-        "numpy_pos": int(np_state[2]),
-        "torch": torch.get_rng_state(),
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"]))
-    torch.set_rng_state(state["torch"])
-
-
-class Logger:
-    """Every value goes to runs/<run>/metrics.jsonl ({"global_step": .., name: value} a line) and, with
-    --track, to W&B with global_step as the x-axis. A progress line reaches stdout every progress_every s."""
-
-    def __init__(self, args, run_name: str, run_dir: str, start_step: int):
-        self.args, self.run_name, self.run_dir = args, run_name, run_dir
-        os.makedirs(run_dir, exist_ok=True)
-        with open(os.path.join(run_dir, "args.json"), "w") as f:
-            json.dump(asdict(args), f, indent=2)
-        self.file = open(os.path.join(run_dir, "metrics.jsonl"), "a")
-        self.returns: list[float] = []
-        self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), start_step, 0.0, 0.0
-        self.videos_logged: set[str] = set()
-        self.wandb = None
-        if args.track:
-            import wandb
-
-            self.wandb = wandb.init(
-                project=args.wandb_project_name,
-                entity=args.wandb_entity,
-                name=run_name,
-                config=asdict(args),
-                save_code=True,
-                dir=run_dir,
-            )
-            self.wandb.define_metric("global_step")
-            self.wandb.define_metric("*", step_metric="global_step")
-
-    def log(self, global_step: int, metrics: dict) -> None:
-        record = {"global_step": global_step, **{k: float(v) for k, v in metrics.items()}}
-        self.file.write(json.dumps(record) + "\n")
-        if self.wandb is not None:  # one call per record: two episodes ending on the same step both stay
-            self.wandb.log(record)
-
-    def log_episodes(self, global_step: int, infos: dict) -> None:
-        """Episode statistics from gymnasium's vector RecordEpisodeStatistics: infos["episode"] + "_episode"."""
-        if "_episode" in infos:
-            for i in np.nonzero(infos["_episode"])[0]:
-                ret, length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
-                self.returns.append(ret)
-                self.log(global_step, {"charts/episodic_return": ret, "charts/episodic_length": length})
-
-    def sps(self, global_step: int) -> int:
-        """Transitions per wall second in this process, updates included, compile time excluded."""
-        return int((global_step - self.start_step) / max(time.time() - self.start_time - self.excluded_time, 1e-9))
-
-    def progress(self, global_step: int, total: int, force: bool = False) -> None:
-        now = time.time()
-        if not force and now - self.last_print < self.args.progress_every:
-            return
-        self.last_print = now
-        sps = self.sps(global_step)
-        recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
-        left = max(total - global_step, 0) / max(sps, 1)
-        print(
-            f"step {global_step}/{total} ({100 * global_step / total:.0f}%) | {sps} SPS | "
-            f"return (last 100 episodes) {recent} | left {int(left // 60)}m{int(left % 60):02d}s",
-            flush=True,
-        )
-        self.file.flush()
-        self.upload_videos()
-
-    def upload_videos(self) -> None:
-        video_dir = os.path.join("videos", self.run_name)
-        if self.wandb is None or not os.path.isdir(video_dir):
-            return
-        for name in sorted(os.listdir(video_dir)):
-            if name.endswith(".mp4") and name not in self.videos_logged:
-                self.videos_logged.add(name)
-                self.wandb.log({"videos/episode": self.wandb_video(os.path.join(video_dir, name))})
-
-    def wandb_video(self, path: str):
-        import wandb
-
-        return wandb.Video(path, format="mp4")  # gymnasium 1.x breaks wandb's monitor_gym (wandb#11193)
-
-    def close(self) -> None:
-        self.upload_videos()
-        self.file.close()
-        if self.wandb is not None:
-            import wandb
-
-            self.wandb.finish()
-            wandb.teardown()  # stop W&B's service: the run's records are on disk when close() returns
-
-
-def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]:
-    """Episodic returns of the deterministic policy (mean action, argmax for Discrete), observation
-    statistics frozen, on a fresh env seeded apart from the training envs. Every script defines the
-    HostPolicy it acts with (act_deterministic) and an obs_norm callable returning float32 arrays."""
-    envs = build_envs(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
-    policy = HostPolicy(agent)
+def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:
+    """Returns of the deterministic policy, observation statistics frozen, on a fresh env seeded apart from training."""
+    envs = make_vec_env(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    policy, returns = HostPolicy(agent), []
     obs, _ = envs.reset(seed=args.seed + 10_000)
-    returns: list[float] = []
     while len(returns) < episodes:
         action = policy.act_deterministic(obs_norm(obs))
         if isinstance(envs.single_action_space, gym.spaces.Box):
@@ -886,10 +660,82 @@ def evaluate(agent, args, obs_norm, run_name: str, episodes: int) -> list[float]
         if "_episode" in infos and infos["_episode"][0]:
             returns.append(float(infos["episode"]["r"][0]))
     envs.close()
+    print(f"evaluation{label}: mean return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
     return returns
 
 
 # === end shared: plumbing ===
+
+
+class HostPolicy:
+    """The policy that acts in the environment: NumPy views of the actor's current weights (as ppo.py's). Acting
+    runs once per env step on num_envs observations, a size at which torch's per-operation overhead is many times the
+    arithmetic. On the CPU the arrays share memory with the actor's parameters, so each Adam step (in place) shows
+    through at once; on a GPU they are copies, rebuilt after the updates. tests/test_sac.py checks it against Actor."""
+
+    def __init__(self, actor: Actor):
+        def host(t: torch.Tensor) -> np.ndarray:
+            return t.detach().cpu().numpy()
+
+        self.layers = [(host(layer.weight).T, host(layer.bias)) for layer in actor.net.layers]
+        self.activation = np.tanh if actor.net.activation is torch.tanh else (lambda x: np.maximum(x, 0))
+        self.action_scale, self.action_bias = host(actor.action_scale), host(actor.action_bias)
+        self.log_std_centre, self.log_std_half_range = actor.log_std_centre, actor.log_std_half_range
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """mu(s) and log sigma(s) for a batch (N, obs_dim), as Actor.forward."""
+        for weight, bias in self.layers[:-1]:
+            x = self.activation(x @ weight + bias)
+        out = x @ self.layers[-1][0] + self.layers[-1][1]
+        half = out.shape[1] // 2  # slices, not np.split: the same views without np.split's Python-level bookkeeping
+        mean, log_std = out[:, :half], out[:, half:]
+        return mean, self.log_std_centre + self.log_std_half_range * np.tanh(log_std)
+
+    def act(self, x: np.ndarray) -> np.ndarray:
+        """a ~ pi(.|s) = bias + scale * tanh(mu + sigma * eps), eps ~ N(0, I) from NumPy's global RNG: (N, A)."""
+        mean, log_std = self.forward(x)
+        eps = np.random.standard_normal(mean.shape).astype(np.float32)
+        return self.action_bias + self.action_scale * np.tanh(mean + np.exp(log_std) * eps)
+
+    def act_deterministic(self, x: np.ndarray) -> np.ndarray:
+        """The evaluation action: tanh(mu(s)), rescaled to the bounds."""
+        return self.action_bias + self.action_scale * np.tanh(self.forward(x)[0])
+
+
+def float32(obs: np.ndarray) -> np.ndarray:
+    """SAC feeds the networks raw observations (no normalisation, as CleanRL and SB3): evaluate() takes this in
+    place of the on-policy scripts' ObsNormalizer."""
+    return obs.astype(np.float32)
+
+
+def check_action_space(space: gym.Space) -> bool:
+    """SAC squashes a Gaussian into [low, high]: it needs a flat Box action space with finite bounds."""
+    takers = "; ppo.py, ppo_kl.py, a2c.py, trpo.py and reinforce.py take Discrete actions" if isinstance(space, gym.spaces.Discrete) else ""
+    if not (isinstance(space, gym.spaces.Box) and len(space.shape) == 1):
+        fail(f"--env-id: SAC needs a Box action space, not {space}{takers}")
+    if not (np.isfinite(space.low).all() and np.isfinite(space.high).all()):
+        fail(f"--env-id: action space {space} is unbounded; SAC squashes its actions into [low, high] and needs finite bounds")
+    return False
+
+
+def load_policy(path: str):
+    """A trained policy for your own code: act(obs) -> action, from raw observations, (obs_dim,) or (N, obs_dim), to
+    the deterministic action tanh(mu(s)) rescaled to the bounds: `from sac import load_policy; act = load_policy(path)`."""
+    ckpt = load_checkpoint(path)
+    args = checkpoint_args(Args, ckpt)
+    env = gym.make(args.env_id, **json.loads(args.env_kwargs))  # for its spaces only
+    obs_dim, space = env.observation_space.shape[0], env.action_space
+    env.close()
+    actor = Actor(obs_dim, space.low, space.high, args)
+    actor.load_state_dict(ckpt["actor"])
+    policy = HostPolicy(actor)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        action = policy.act_deterministic(float32(np.asarray(obs).reshape(-1, obs_dim)))
+        return action if np.ndim(obs) > 1 else action[0]
+
+    return act
+
 
 if __name__ == "__main__":
     main(cli(Args))

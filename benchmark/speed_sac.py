@@ -108,14 +108,14 @@ def interleaved(env_id: str, blocks: int = 15, per_block: int = 10) -> dict:
     data = model.replay_buffer
     n = data.size()
     rb.add(data.observations[:n, 0], data.actions[:n, 0], data.rewards[:n, 0], data.dones[:n, 0], data.next_observations[:n, 0])
-    hp = {"gamma": 0.99, "autotune": True, "target_entropy": -float(action_dim), "update_actor": True}
+    hp = dict(gamma=0.99, autotune=True, target_entropy=-float(action_dim), update_actor=True)
 
     def ours():
-        loss, _ = sac.sac_losses(actor, qf, qf_target, log_alpha, rb.sample(256), hp)
+        loss, _ = sac.sac_losses(actor, qf, qf_target, log_alpha, rb.sample(256), **hp)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        sac.soft_update(qf_target, qf, 0.005)
+        sac.soft_update(qf_target, qf, tau=0.005)
 
     def sb3():
         model.train(gradient_steps=1, batch_size=256)

@@ -82,8 +82,7 @@ def test_a2c_loss_matches_torch_distributions(discrete):
     agent = a2c.Agent(4, 3, discrete, a2c.Args(init_logstd=-0.2))
     obs, adv, ret = torch.randn(6, 4), torch.randn(6), torch.randn(6)
     actions = torch.randint(0, 3, (6,)) if discrete else torch.randn(6, 3)
-    hp = dict(norm_adv=False, ent_coef=0.01, vf_coef=0.5)
-    loss, stats = a2c.a2c_loss(agent, obs, actions, adv, ret, hp)
+    loss, stats = a2c.a2c_loss(agent, obs, actions, adv, ret, norm_adv=False, ent_coef=0.01, vf_coef=0.5)
     logits_or_mean, value = agent.actor(obs), agent.critic(obs).squeeze(-1)
     if discrete:
         dist = torch.distributions.Categorical(logits=logits_or_mean)
@@ -92,12 +91,25 @@ def test_a2c_loss_matches_torch_distributions(discrete):
         dist = torch.distributions.Normal(logits_or_mean, agent.actor_logstd.exp())
         logprob, entropy = dist.log_prob(actions).sum(-1), dist.entropy().sum(-1)
     pg, vf, ent = -(logprob * adv).mean(), ((value - ret) ** 2).mean(), entropy.mean()
-    torch.testing.assert_close(stats, torch.stack([pg, vf, ent]).detach())
+    torch.testing.assert_close(stats, {"policy_loss": pg.detach(), "value_loss": vf.detach(), "entropy": ent.detach()})
+    assert not any(v.requires_grad for v in stats.values())
     torch.testing.assert_close(loss, pg + 0.5 * vf - 0.01 * ent)
     critic_grads = torch.autograd.grad(loss, list(agent.critic.parameters()))
     expected = torch.autograd.grad(0.5 * vf, list(agent.critic.parameters()))
     for g, e in zip(critic_grads, expected, strict=True):
         torch.testing.assert_close(g, e)
+
+
+def test_approx_kl_is_schulmans_k3_and_zero_for_the_same_policy():
+    """E[(r - 1) - log r] with r = pi(a|s) / pi_old(a|s): 0 where pi = pi_old, and by hand for a shifted pi_old."""
+    torch.manual_seed(0)
+    agent = a2c.Agent(4, 3, True, a2c.Args())
+    obs, actions = torch.randn(6, 4), torch.randint(0, 3, (6,))
+    logprobs = agent.get_action_and_value(obs, actions)[1].detach()
+    assert a2c.approx_kl(agent, obs, actions, logprobs).item() == 0.0
+    shift = torch.linspace(-0.3, 0.3, 6)  # log pi_old = log pi + shift, so log r = -shift
+    expected = ((torch.exp(-shift) - 1) + shift).mean()
+    torch.testing.assert_close(a2c.approx_kl(agent, obs, actions, logprobs + shift), expected)
 
 
 # ------------------------------------------------------------------------------------ RMSprop, TF-style
@@ -237,7 +249,7 @@ def test_capture_video_compile_and_cuda_flags_run(capsys):
 def test_no_numpy_on_a_tensor_that_may_live_on_the_gpu():
     """Every `.numpy()` in the script is on a host array's tensor view or follows `.cpu()`."""
     source = open(os.path.join(ROOT, "a2c.py")).read()
-    allowed = {'state["mean"]', 'state["var"]', 'state["numpy"]'}  # checkpoints load with map_location="cpu"
+    allowed = {'state["mean"]', 'state["var"]', 'state["numpy"]', 'rng["numpy"]'}  # checkpoints load with map_location="cpu"
     for expr in re.findall(r"([\w\.\[\]\"']+)\.numpy\(\)", source):
         assert expr.endswith(".cpu()") or expr in allowed, expr
 

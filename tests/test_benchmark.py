@@ -205,7 +205,7 @@ def test_trpo_mapping_gives_sb3_contrib_our_policy_step():
     advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     hp = {k: args[k] for k in ("max_kl", "damping", "cg_iters", "backtrack_coef", "backtrack_iters", "fvp_subsample")}
     policy_params = [p for name, p in agent.named_parameters() if not name.startswith("critic.")]
-    stats = trpo.trpo_update(agent, policy_params, obs, actions, logprobs, advantages, hp)
+    stats = trpo.trpo_update(agent, policy_params, obs, actions, logprobs, advantages, **hp)
     assert stats["line_search_success"] == 1.0
     for ours, theirs in [*((f"{o}.weight", f"{t}.weight") for o, t in layers.items()), ("actor_logstd", "log_std")]:
         before, after = seen["before"][theirs], seen["after"][theirs]

@@ -43,7 +43,7 @@ def test_adapt_beta_branches_and_strict_boundaries(tolerance, factor):
     themselves leave beta alone (the paper's strict inequalities); one ulp beyond them changes it."""
     target, beta = 0.01, 0.7
     low, high = target / tolerance, target * tolerance
-    adapt = lambda d: ppo_kl.adapt_beta(beta, d, target, tolerance, factor)  # noqa: E731
+    adapt = lambda d: ppo_kl.adapt_beta(beta, d, kl_target=target, tolerance=tolerance, factor=factor)  # noqa: E731
     assert adapt(0.0) == beta / factor
     assert adapt(low * 0.5) == beta / factor
     assert adapt(math.nextafter(low, 0.0)) == beta / factor
@@ -55,9 +55,9 @@ def test_adapt_beta_branches_and_strict_boundaries(tolerance, factor):
 
 
 def test_adapt_beta_defaults_are_the_papers():
-    assert ppo_kl.adapt_beta(1.0, 0.016, 0.01) == 2.0  # > 1.5 d_targ
-    assert ppo_kl.adapt_beta(1.0, 0.006, 0.01) == 0.5  # < d_targ / 1.5
-    assert ppo_kl.adapt_beta(1.0, 0.014, 0.01) == 1.0
+    assert ppo_kl.adapt_beta(1.0, 0.016, kl_target=0.01) == 2.0  # > 1.5 d_targ
+    assert ppo_kl.adapt_beta(1.0, 0.006, kl_target=0.01) == 0.5  # < d_targ / 1.5
+    assert ppo_kl.adapt_beta(1.0, 0.014, kl_target=0.01) == 1.0
     args = ppo_kl.Args()
     assert (args.kl_target, args.init_beta, args.kl_tolerance, args.beta_factor) == (0.01, 1.0, 1.5, 2.0)
 
@@ -118,7 +118,7 @@ def test_penalised_loss_matches_an_independent_computation(discrete):
             agent.actor_logstd.fill_(-0.2)
     advantages, returns, beta = torch.randn(32), torch.randn(32), 0.7
     hp = dict(norm_adv=False, ent_coef=0.01, vf_coef=0.5)
-    loss, stats = ppo_kl.ppo_kl_loss(agent, x, actions, logprobs, old_dist, advantages, returns, torch.tensor(beta), hp)
+    loss, stats = ppo_kl.ppo_kl_loss(agent, x, actions, logprobs, advantages, returns, old_dist, beta=torch.tensor(beta), **hp)
 
     out = agent.actor(x)
     if discrete:
@@ -133,7 +133,11 @@ def test_penalised_loss_matches_an_independent_computation(discrete):
     v_loss = 0.5 * ((agent.get_value(x) - returns) ** 2).mean()
     expected = pg_loss + 0.5 * v_loss - 0.01 * entropy.mean()
     torch.testing.assert_close(loss, expected)
-    torch.testing.assert_close(stats[:3], torch.stack([pg_loss, v_loss, entropy.mean()]).detach())
+    assert list(stats) == ["policy_loss", "value_loss", "entropy", "approx_kl"]
+    torch.testing.assert_close(
+        torch.stack([stats["policy_loss"], stats["value_loss"], stats["entropy"]]), torch.stack([pg_loss, v_loss, entropy.mean()]).detach()
+    )
+    assert not any(v.requires_grad for v in stats.values())
 
 
 def test_penalty_has_no_gradient_at_pi_old():
@@ -149,17 +153,8 @@ def test_penalty_has_no_gradient_at_pi_old():
     grads = []
     for beta in (0.0, 100.0):
         agent.zero_grad()
-        loss, _ = ppo_kl.ppo_kl_loss(
-            agent,
-            x,
-            actions,
-            logprobs,
-            old_dist,
-            torch.randn(16, generator=torch.Generator().manual_seed(0)),
-            torch.zeros(16),
-            torch.tensor(beta),
-            hp,
-        )
+        advantages = torch.randn(16, generator=torch.Generator().manual_seed(0))
+        loss, _ = ppo_kl.ppo_kl_loss(agent, x, actions, logprobs, advantages, torch.zeros(16), old_dist, beta=torch.tensor(beta), **hp)
         loss.backward()
         grads.append(torch.cat([p.grad.reshape(-1) for p in agent.actor.parameters()]))
     torch.testing.assert_close(grads[0], grads[1])

@@ -94,7 +94,7 @@ def test_reward_to_go_matches_double_sum_with_terminations_and_truncations(boots
     final_values = final_values * truncations  # only read where an episode was truncated
     expected = reward_to_go_by_definition(rewards, terminations, truncations, final_values, 0.9)
     t = lambda x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
-    returns = reinforce.reward_to_go(t(rewards), t(terminations), t(dones), t(final_values), 0.9)
+    returns = reinforce.reward_to_go(t(rewards), t(terminations), t(dones), t(final_values), gamma=0.9)
     np.testing.assert_allclose(returns.numpy(), expected, atol=1e-12)
 
 
@@ -103,9 +103,9 @@ def test_reward_to_go_bootstraps_at_truncation_and_cuts_at_termination():
     terminated G = (1 + 0.5 * 2, 2); the same final value passed as 0 (no baseline) is a cut."""
     col = lambda *x: torch.tensor(x, dtype=torch.float64).unsqueeze(-1)  # noqa: E731
     r, end, v = col(1.0, 2.0), col(0.0, 1.0), col(0.0, 4.0)
-    assert reinforce.reward_to_go(r, col(0.0, 0.0), end, v, 0.5).flatten().tolist() == [3.0, 4.0]
-    assert reinforce.reward_to_go(r, end, end, v, 0.5).flatten().tolist() == [2.0, 2.0]
-    assert reinforce.reward_to_go(r, col(0.0, 0.0), end, 0 * v, 0.5).flatten().tolist() == [2.0, 2.0]
+    assert reinforce.reward_to_go(r, col(0.0, 0.0), end, v, gamma=0.5).flatten().tolist() == [3.0, 4.0]
+    assert reinforce.reward_to_go(r, end, end, v, gamma=0.5).flatten().tolist() == [2.0, 2.0]
+    assert reinforce.reward_to_go(r, col(0.0, 0.0), end, 0 * v, gamma=0.5).flatten().tolist() == [2.0, 2.0]
 
 
 # ----------------------------------------------------------------------------------------- baseline
@@ -143,6 +143,18 @@ def test_baseline_leaves_the_expected_gradient_unchanged_and_cuts_variance():
 def test_policy_gradient_loss_is_a_mean_over_steps():
     logprobs, advantages = torch.tensor([-0.5, -1.0, -2.0]), torch.tensor([2.0, -1.0, 0.5])
     assert reinforce.policy_gradient_loss(logprobs, advantages).item() == pytest.approx(-(-1.0 + 1.0 - 1.0) / 3)
+
+
+def test_reinforce_loss_is_the_policy_gradient_loss_with_named_diagnostics():
+    torch.manual_seed(0)
+    agent = reinforce.Agent(3, 2, True, reinforce.Args())
+    obs, actions, advantages = torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1]), torch.randn(5)
+    loss, stats = reinforce.reinforce_loss(agent, obs, actions, advantages)
+    _, logprob, entropy, _ = agent.get_action_and_value(obs, actions)
+    torch.testing.assert_close(loss, reinforce.policy_gradient_loss(logprob, advantages))
+    assert set(stats) == {"policy_loss", "entropy"} and loss.requires_grad and not stats["entropy"].requires_grad
+    torch.testing.assert_close(stats["policy_loss"], loss.detach())
+    torch.testing.assert_close(stats["entropy"], entropy.mean())
 
 
 # ------------------------------------------------------------------------------------ whole episodes
@@ -276,7 +288,7 @@ def test_capture_video_compile_and_cuda_flags_run(capsys):
 def test_no_numpy_on_a_tensor_that_may_live_on_the_gpu():
     """Every `.numpy()` in the script is on a host array's tensor view or follows `.cpu()`."""
     source = open(os.path.join(ROOT, "reinforce.py")).read()
-    allowed = {'state["mean"]', 'state["var"]', 'state["numpy"]'}  # checkpoints load with map_location="cpu"
+    allowed = {'state["mean"]', 'state["var"]', 'state["numpy"]', 'rng["numpy"]'}  # checkpoints load with map_location="cpu"
     for expr in re.findall(r"([\w\.\[\]\"']+)\.numpy\(\)", source):
         assert expr.endswith(".cpu()") or expr in allowed, expr
 

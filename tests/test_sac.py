@@ -185,7 +185,7 @@ def test_soft_target_by_hand_with_terminated_and_truncated_samples():
     terminations = torch.tensor([0.0, 1.0, 0.0])
     next_q_min = torch.tensor([10.0, 20.0, 30.0])
     next_log_pi = torch.tensor([-1.0, 0.5, 2.0])
-    y = sac.soft_target(rewards, terminations, next_q_min, next_log_pi, 0.2, 0.9)
+    y = sac.soft_target(rewards, terminations, next_q_min, next_log_pi, alpha=0.2, gamma=0.9)
     # 1 + 0.9 * (10 - 0.2 * -1) = 10.18;  2 (cut);  -0.5 + 0.9 * (30 - 0.2 * 2) = 26.14
     torch.testing.assert_close(y, torch.tensor([10.18, 2.0, 26.14]))
 
@@ -220,7 +220,7 @@ def test_alpha_loss_moves_alpha_toward_the_target_entropy(log_pi_value, directio
     none reaches log pi."""
     log_alpha = torch.tensor(np.log(0.5), requires_grad=True)
     log_pi = torch.full((64,), log_pi_value, requires_grad=True)
-    loss = sac.alpha_loss(log_alpha, log_pi, -3.0)
+    loss = sac.alpha_loss(log_alpha, log_pi, target_entropy=-3.0)
     loss.backward()
     assert log_alpha.grad.item() == pytest.approx(0.5 * (-log_pi_value + 3.0))
     assert log_pi.grad is None
@@ -235,10 +235,10 @@ def test_soft_update_by_hand():
     target, source = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
     t0 = [p.detach().clone() for p in target.parameters()]
     s0 = [p.detach().clone() for p in source.parameters()]
-    sac.soft_update(target, source, 0.1)
+    sac.soft_update(target, source, tau=0.1)
     for p, t, s in zip(target.parameters(), t0, s0, strict=True):
         torch.testing.assert_close(p.detach(), 0.9 * t + 0.1 * s)
-    sac.soft_update(target, source, 1.0)
+    sac.soft_update(target, source, tau=1.0)
     for p, s in zip(target.parameters(), s0, strict=True):
         assert torch.equal(p.detach(), s)
     assert [torch.equal(p.detach(), s) for p, s in zip(source.parameters(), s0, strict=True)] == [True, True]
@@ -441,6 +441,26 @@ def test_save_then_eval_checkpoint_reproduces_the_evaluation():
     assert again["eval_returns"] == summary["eval_returns"]
 
 
+def test_load_policy_acts_as_the_trained_actor():
+    """load_policy(checkpoint) -> act(obs): from raw observations, one (obs_dim,) or a batch (N, obs_dim), the
+    deterministic action tanh(mu(s)) rescaled to [-2, 2], exactly as HostPolicy of the checkpoint's actor gives it."""
+    path = sac.main(small(save_model=True, total_timesteps=128, eval_episodes=0))["checkpoint"]
+    act = sac.load_policy(path)
+    ckpt = torch.load(path, weights_only=True)
+    space = gym.make("Pendulum-v1").action_space
+    actor = sac.Actor(3, space.low, space.high, sac.checkpoint_args(sac.Args, ckpt))
+    actor.load_state_dict(ckpt["actor"])
+    expected = sac.HostPolicy(actor).act_deterministic
+    obs = np.random.default_rng(0).uniform(-8, 8, (6, 3))  # float64, as raw observations may come
+    batched = act(obs)
+    assert batched.shape == (6, 1) and (np.abs(batched) <= 2.0).all() and len(np.unique(batched)) == 6
+    np.testing.assert_array_equal(batched, expected(obs.astype(np.float32)))
+    for row in obs:
+        single = act(row)
+        assert single.shape == (1,)
+        np.testing.assert_array_equal(single, expected(row[None].astype(np.float32))[0])
+
+
 def test_cuda_flag_falls_back_to_cpu(capsys):
     sac.main(small(cuda=True, total_timesteps=128, eval_episodes=0))
     out = capsys.readouterr().out
@@ -450,7 +470,7 @@ def test_cuda_flag_falls_back_to_cpu(capsys):
 def test_no_numpy_on_a_tensor_that_may_live_on_the_gpu():
     source = open(os.path.join(ROOT, "sac.py")).read()
     for expr in re.findall(r"([\w\.\[\]\"']+)\.numpy\(\)", source):
-        assert expr.endswith(".cpu()") or expr == 'state["numpy"]', expr
+        assert expr.endswith(".cpu()") or expr in ('state["numpy"]', 'rng["numpy"]'), expr  # the checkpoint's RNG state, loaded on the CPU
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -68,10 +68,10 @@ def test_conjugate_gradient_solves_a_symmetric_positive_definite_system():
     x = trpo.conjugate_gradient(lambda v: h @ v, b, iters=n)  # exact in n steps, up to rounding
     torch.testing.assert_close(x, torch.linalg.solve(h, b), rtol=1e-6, atol=1e-8)
     # fewer iterations: a worse but still improving approximation, never the right-hand side itself
-    errors = [torch.linalg.norm(trpo.conjugate_gradient(lambda v: h @ v, b, k) - torch.linalg.solve(h, b)).item() for k in (1, 4, 8)]
+    errors = [torch.linalg.norm(trpo.conjugate_gradient(lambda v: h @ v, b, iters=k) - torch.linalg.solve(h, b)).item() for k in (1, 4, 8)]
     assert errors[0] > errors[1] > errors[2]
     assert torch.equal(
-        trpo.conjugate_gradient(lambda v: h @ v, torch.zeros(n, dtype=torch.float64), n), torch.zeros(n, dtype=torch.float64)
+        trpo.conjugate_gradient(lambda v: h @ v, torch.zeros(n, dtype=torch.float64), iters=n), torch.zeros(n, dtype=torch.float64)
     )
 
 
@@ -108,7 +108,7 @@ def test_fisher_vector_product_is_the_hessian_of_the_kl(discrete):
     kl_grad = trpo.flat_grad(kl, params, create_graph=True)
     for _ in range(3):
         v = torch.randn_like(theta)
-        torch.testing.assert_close(trpo.fisher_vector_product(kl_grad, params, v, 0.1), h @ v + 0.1 * v, rtol=1e-8, atol=1e-10)
+        torch.testing.assert_close(trpo.fisher_vector_product(kl_grad, params, v, damping=0.1), h @ v + 0.1 * v, rtol=1e-8, atol=1e-10)
 
 
 def test_max_step_puts_the_quadratic_kl_on_the_trust_region_edge():
@@ -116,14 +116,14 @@ def test_max_step_puts_the_quadratic_kl_on_the_trust_region_edge():
     a = torch.randn(5, 5, dtype=torch.float64)
     h = a @ a.T + torch.eye(5, dtype=torch.float64)
     s = torch.randn(5, dtype=torch.float64)
-    step = trpo.max_step(s, h @ s, 0.02)
+    step = trpo.max_step(s, h @ s, max_kl=0.02)
     assert (0.5 * step @ h @ step).item() == pytest.approx(0.02)  # 1/2 x^T H x = delta
     scale = step / s
     torch.testing.assert_close(scale, torch.full_like(s, scale[0].item()))  # along s ...
     assert scale[0] > 0  # ... in its direction
     assert scale[0].item() == pytest.approx(np.sqrt(2 * 0.02 / (s @ h @ s).item()))
     zero = torch.zeros(5, dtype=torch.float64)
-    assert torch.equal(trpo.max_step(zero, zero, 0.02), zero)  # a zero gradient: no step, no NaN
+    assert torch.equal(trpo.max_step(zero, zero, max_kl=0.02), zero)  # a zero gradient: no step, no NaN
 
 
 # ------------------------------------------------------------------------------- real batches
@@ -169,7 +169,7 @@ def batch(request):
 def test_accepted_step_stays_in_the_trust_region_and_improves_the_surrogate(batch):
     agent, b_obs, b_actions, b_logprobs, b_adv = batch
     agent, old_agent = copy.deepcopy(agent), copy.deepcopy(agent)
-    stats = trpo.trpo_update(agent, policy_params(agent), b_obs, b_actions, b_logprobs, b_adv, {**HP, "fvp_subsample": 2})
+    stats = trpo.trpo_update(agent, policy_params(agent), b_obs, b_actions, b_logprobs, b_adv, **{**HP, "fvp_subsample": 2})
     assert stats["line_search_success"] == 1.0 and 1 <= stats["line_search_steps"] <= HP["backtrack_iters"]
     with torch.no_grad():
         kl, logp = kl_and_logp(old_agent, agent, b_obs, b_actions)
@@ -205,10 +205,10 @@ def line_search_setup(batch):
 def test_line_search_keeps_the_first_acceptable_step(batch):
     agent, params, evaluate, step, surrogate_old = line_search_setup(batch)
     theta_old = torch.nn.utils.parameters_to_vector(params).detach().clone()
-    accepted, tries, fraction, surrogate, kl = trpo.line_search(params, evaluate, 0.02 * step, surrogate_old, 0.01, 0.8, 10)
-    assert (accepted, tries, fraction) == (True, 1, 1.0)
+    search = trpo.line_search(params, evaluate, 0.02 * step, surrogate_old, max_kl=0.01, backtrack_coef=0.8, backtrack_iters=10)
+    assert (search["accepted"], search["tries"], search["fraction"]) == (True, 1, 1.0)
     torch.testing.assert_close(torch.nn.utils.parameters_to_vector(params), theta_old + 0.02 * step)
-    assert surrogate > surrogate_old and 0 < kl <= 0.01
+    assert search["surrogate"] > surrogate_old and 0 < search["kl"] <= 0.01
 
 
 @pytest.mark.parametrize("why", ["kl_too_large", "surrogate_worse"])
@@ -218,8 +218,8 @@ def test_unacceptable_step_leaves_the_parameters_unchanged(batch, why):
     agent, params, evaluate, step, surrogate_old = line_search_setup(batch)
     before = {k: v.clone() for k, v in agent.state_dict().items()}
     full_step, max_kl = (step, 1e-9) if why == "kl_too_large" else (-0.02 * step, 1.0)
-    accepted, tries, fraction, surrogate, kl = trpo.line_search(params, evaluate, full_step, surrogate_old, max_kl, 0.8, 5)
-    assert (accepted, tries, fraction, surrogate, kl) == (False, 5, 0.0, surrogate_old, 0.0)
+    search = trpo.line_search(params, evaluate, full_step, surrogate_old, max_kl=max_kl, backtrack_coef=0.8, backtrack_iters=5)
+    assert search == {"accepted": False, "tries": 5, "fraction": 0.0, "surrogate": surrogate_old, "kl": 0.0}
     after = agent.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
@@ -229,7 +229,7 @@ def test_zero_advantages_give_no_step(batch):
     agent, b_obs, b_actions, b_logprobs, b_adv = batch
     agent = copy.deepcopy(agent)
     before = {k: v.clone() for k, v in agent.state_dict().items()}
-    stats = trpo.trpo_update(agent, policy_params(agent), b_obs, b_actions, b_logprobs, torch.zeros_like(b_adv), HP)
+    stats = trpo.trpo_update(agent, policy_params(agent), b_obs, b_actions, b_logprobs, torch.zeros_like(b_adv), **HP)
     assert stats["line_search_success"] == 0.0 and stats["kl"] == 0.0
     assert all(np.isfinite(v) for v in stats.values())
     assert all(torch.equal(before[k], v) for k, v in agent.state_dict().items())
@@ -255,7 +255,7 @@ def test_smoke_reaches_the_line_search_and_logs_every_metric(env_id, capsys):
 def test_critic_steps_never_move_the_policy(monkeypatch):
     """With the policy step switched off, a whole run of critic regression leaves every policy parameter
     at its initial value, and the critic does move."""
-    monkeypatch.setattr(trpo, "trpo_update", lambda *a: {"line_search_success": 0.0})
+    monkeypatch.setattr(trpo, "trpo_update", lambda *a, **kw: {"line_search_success": 0.0})
     args = tiny(save_model=True, eval_episodes=0, seed=5)
     summary = trpo.main(args)
     trained = torch.load(summary["checkpoint"], weights_only=True)["agent"]
