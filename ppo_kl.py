@@ -1,20 +1,14 @@
 """PPO-KL: PPO with the adaptive KL penalty (Schulman et al., 2017, arXiv:1707.06347, section 4).
 
-ppo.py with L^CLIP replaced by L^KLPEN = E[r_t A_t] - beta KL(pi_old || pi_theta), whose coefficient beta follows the
-measured KL. Each iteration:
+ppo.py with L^CLIP replaced by L^KLPEN = E[r_t A_t] - beta KL(pi_old || pi_theta), the KL analytic (from pi_old's parameters taken
+before the first update), beta following the measured KL; `diff ppo.py ppo_kl.py` is the delta (changes marked `# PPO-KL:`). Each iteration:
   1) collect num_steps x num_envs transitions with the current policy pi_old
-  2) GAE(gamma, lambda) advantages A_t and lambda-returns R_t = A_t + V(s_t), bootstrapping from
-     V(true final observation) at a time-limit truncation; only a termination cuts the return
-  3) update_epochs passes of minibatch Adam on  L = -(E[r_t A_t] - beta KL) + c1 L^VF - c2 H
+  2) GAE(gamma, lambda): A_t and R_t = A_t + V(s_t), bootstrapping from V(true final obs) at a truncation; only termination cuts the return
+  3) update_epochs passes of minibatch Adam on  L = -(E[r_t A_t] - beta KL) + c1 L^VF - c2 H (no clipping; --target-kl: ppo.py's early stop)
   4) d = E_s[KL(pi_old || pi)] over the batch: beta *= 2 if d > 1.5 d_targ, beta /= 2 if d < d_targ / 1.5
   5) log, checkpoint (beta included); after the last iteration, evaluate the mean action with frozen normalisation
 
-The KL is analytic (categorical or diagonal Gaussian), from pi_old's parameters taken before the first update; no ratio
-or value clipping (there is no epsilon); --target-kl keeps ppo.py's early stop. `diff ppo.py ppo_kl.py` is the paper's
-delta (changed lines carry `# PPO-KL:`); below the `# ==== infrastructure` divider is the machinery all scripts share.
-
-Run:  python ppo_kl.py --env-id Hopper-v5
-"""
+Run:  python ppo_kl.py --env-id Hopper-v5"""
 
 # === shared: imports ===
 import json
@@ -204,18 +198,12 @@ def kl_divergence(old_dist: torch.Tensor, new_dist: torch.Tensor, discrete: bool
 
 
 def adapt_beta(beta: float, kl: float, *, kl_target: float, tolerance: float = 1.5, factor: float = 2.0) -> float:
-    """The PPO paper's rule (section 4), once per iteration after the epochs, d = kl: d < d_targ / tol: beta / factor;
-    d > d_targ * tol: beta * factor; otherwise unchanged (strict inequalities, as in the paper: a boundary keeps beta)."""
-    if kl < kl_target / tolerance:
-        return beta / factor
-    if kl > kl_target * tolerance:
-        return beta * factor
-    return beta
+    """Step 4, d = kl: d < d_targ / tol: beta / factor; d > d_targ * tol: beta * factor; else unchanged (strict: a boundary keeps beta)."""
+    return beta / factor if kl < kl_target / tolerance else beta * factor if kl > kl_target * tolerance else beta
 
 
 def ppo_kl_loss(agent: Agent, obs, actions, logprobs, advantages, returns, old_dist, *, beta, norm_adv, ent_coef, vf_coef):
-    """L = -(E[r_t A_t] - beta KL(pi_old || pi_theta)) + c1 L^VF - c2 H on one minibatch (old_dist: pi_old's dist_params);
-    returns the loss and a dict of detached diagnostics. beta is a 0-d tensor: a compiled loss does not recompile for it."""
+    """L = -(E[r_t A_t] - beta KL(pi_old || pi_theta)) + c1 L^VF - c2 H on one minibatch (old_dist: pi_old's dist_params) -> loss, stats."""
     _, newlogprob, entropy, newvalue = agent.get_action_and_value(obs, actions)
     logratio = newlogprob - logprobs
     ratio = logratio.exp()
@@ -227,8 +215,7 @@ def ppo_kl_loss(agent: Agent, obs, actions, logprobs, advantages, returns, old_d
     entropy_loss = entropy.mean()
     loss = pg_loss - ent_coef * entropy_loss + vf_coef * v_loss
     with torch.no_grad():
-        # KL(pi_old || pi) estimated by E[(r - 1) - log r] (unbiased, non-negative; Schulman's k3)
-        approx_kl = ((ratio - 1) - logratio).mean()
+        approx_kl = ((ratio - 1) - logratio).mean()  # KL(pi_old || pi) by E[(r - 1) - log r] (unbiased, non-negative; Schulman's k3)
     stats = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy_loss, "approx_kl": approx_kl}
     return loss, {k: v.detach() for k, v in stats.items()}
 
@@ -332,18 +319,15 @@ def main(args: Args) -> dict:
         b_actions = torch.as_tensor(rollout.actions, device=device).reshape((batch_size,) + envs.single_action_space.shape)
         b_logprobs = torch.as_tensor(rollout.logprobs, device=device).reshape(-1)
         b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
-        with torch.no_grad():
-            b_old_dist = dist_params(agent, b_obs)  # PPO-KL: pi_old's parameters, (T * N, P), for the analytic KL
+        b_old_dist = dist_params(agent, b_obs).detach()  # PPO-KL: pi_old's parameters, (T * N, P), for the analytic KL
         beta_t = torch.tensor(beta, device=device)  # PPO-KL: a tensor, so that --compile does not recompile per beta
         stats = []
         for _epoch in range(args.update_epochs):
             b_inds = torch.randperm(batch_size, device=device)
             for start in range(0, batch_size, minibatch_size):
                 mb = b_inds[start : start + minibatch_size]
-                loss, mb_stats = loss_fn(
-                    agent, b_obs[mb], b_actions[mb], b_logprobs[mb], b_advantages[mb], b_returns[mb], b_old_dist[mb],
-                    beta=beta_t, norm_adv=args.norm_adv, ent_coef=args.ent_coef, vf_coef=args.vf_coef,
-                )  # fmt: skip
+                loss, mb_stats = loss_fn(agent, b_obs[mb], b_actions[mb], b_logprobs[mb], b_advantages[mb], b_returns[mb], b_old_dist[mb],
+                                         beta=beta_t, norm_adv=args.norm_adv, ent_coef=args.ent_coef, vf_coef=args.vf_coef)  # fmt: skip
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)  # global norm: g <- g min(1, c / ||g||)
@@ -352,24 +336,18 @@ def main(args: Args) -> dict:
             if args.target_kl is not None and mb_stats["approx_kl"].item() > args.target_kl:  # one sync per epoch
                 break
 
-        # 4) Adapt beta to the KL the epochs produced: d = E_s[KL(pi_old || pi)] over the whole batch
-        with torch.no_grad():
-            kl = kl_divergence(b_old_dist, dist_params(agent, b_obs), run.discrete).mean().item()  # one sync per iteration
+        # 4) Adapt beta to the KL the epochs produced, d = E_s[KL(pi_old || pi)] over the whole batch; 5) log, checkpoint (beta included)
+        kl = kl_divergence(b_old_dist, dist_params(agent, b_obs).detach(), run.discrete).mean().item()  # one sync per iteration
         beta_used, beta = beta, adapt_beta(beta, kl, kl_target=args.kl_target, tolerance=args.kl_tolerance, factor=args.beta_factor)
-
-        # 5) Log, checkpoint (beta included)
         means = torch.stack(stats).mean(0).tolist()  # .tolist(): one sync per iteration
         losses = {f"losses/{name}": value for name, value in zip(mb_stats, means, strict=True)}
-        losses |= {"losses/kl": kl, "losses/beta": beta_used}  # PPO-KL: d after the epochs; the beta the penalty used
-        losses["losses/explained_variance"] = explained_variance(b_values, b_returns)
+        losses |= {"losses/kl": kl, "losses/beta": beta_used, "losses/explained_variance": explained_variance(b_values, b_returns)}
         run.log(global_step, {"charts/learning_rate": optimizer.param_groups[0]["lr"], **losses, "charts/SPS": run.sps(global_step)})
         run.end_iteration(global_step, last=iteration == num_iterations, iteration=iteration, beta=beta)  # PPO-KL: beta saved
     return run.finish(agent, obs_norm, global_step, iteration=num_iterations, beta=beta)  # PPO-KL: beta saved
 
 
 # ==== infrastructure: the same machinery in every script of the collection; a reader of the algorithm can stop here ====
-# Acting on the host, normalisation, compile, the MLP, envs, validation, command line, run folder, seeding, device,
-# checkpoints, logging, evaluation.
 
 
 # === shared: on-policy ===
@@ -421,11 +399,12 @@ class HostPolicy:
 def load_policy(path: str):
     """A trained policy for your own code: act(raw obs (obs_dim,) or (N, obs_dim)) -> the deterministic action (argmax,
     or the mean clipped to the bounds), the checkpoint's observation statistics frozen."""
-    args = checkpoint_args(Args, ckpt := load_checkpoint(path))
+    ckpt = load_checkpoint(path)
+    args = Args(**ckpt["args"])
     envs = make_vec_env(replace(args, capture_video=False), "", 1)  # for its spaces only
+    envs.close()
     obs_dim, space = envs.single_observation_space.shape[0], envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
-    envs.close()
     agent = Agent(obs_dim, space.n if discrete else space.shape[0], discrete, args)
     agent.load_state_dict(ckpt["agent"])
     obs_norm = ObsNormalizer((obs_dim,), (not discrete) if args.norm_obs is None else args.norm_obs, args.clip_obs)
@@ -508,10 +487,10 @@ def maybe_compile(fn, enabled: bool, run=None):
     """torch.compile(fn) if enabled; eager, with a warning, if that fails. The compiling call is left out of SPS."""
     if not enabled:
         return fn
-    compiled, first = torch.compile(fn), [True]
+    compiled, first = torch.compile(fn), True
 
     def call(*a, **kw):
-        nonlocal compiled
+        nonlocal compiled, first
         start = time.time()
         try:
             return compiled(*a, **kw)
@@ -522,9 +501,8 @@ def maybe_compile(fn, enabled: bool, run=None):
             compiled = fn
             return fn(*a, **kw)
         finally:
-            if first[0] and run is not None:
-                run.excluded_time += time.time() - start
-            first[0] = False
+            if first and run is not None:
+                run.excluded_time, first = run.excluded_time + time.time() - start, False
 
     return call
 
@@ -602,22 +580,20 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
     except json.JSONDecodeError as e:
         fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
 
-    def make_env(idx: int):
-        if not (args.capture_video and idx == 0):
-            return lambda: gym.make(args.env_id, **env_kwargs)
-        trigger, video_dir = (lambda episode: True) if record_all else None, os.path.join("videos", run_name)
-        return lambda: gym.wrappers.RecordVideo(
-            gym.make(args.env_id, render_mode="rgb_array", **env_kwargs), video_dir, episode_trigger=trigger, disable_logger=True
-        )
+    def make_env(record: bool) -> gym.Env:
+        if not record:
+            return gym.make(args.env_id, **env_kwargs)
+        trigger = (lambda episode: True) if record_all else None
+        env = gym.make(args.env_id, render_mode="rgb_array", **env_kwargs)
+        return gym.wrappers.RecordVideo(env, os.path.join("videos", run_name), episode_trigger=trigger, disable_logger=True)
 
     try:
-        envs = SyncVectorEnv([make_env(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+        thunks = [lambda i=i: make_env(args.capture_video and i == 0) for i in range(num_envs)]
+        envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
     except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
         fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
-    if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
-        fail(
-            f"--env-id: observation space {envs.single_observation_space} is not supported: these scripts take flat vector observations (a 1-D Box)"
-        )
+    if not (isinstance(obs_space := envs.single_observation_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        fail(f"--env-id: observation space {obs_space} is not supported: these scripts take flat vector observations (a 1-D Box)")
     check_action_space(envs.single_action_space)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
@@ -654,16 +630,15 @@ def cli(args_type):
         argv.append(token)
     args = tyro.cli(args_type, args=argv)
     if args.resume or args.eval_checkpoint:
-        defaults = checkpoint_args(args_type, load_checkpoint(args.resume or args.eval_checkpoint))
+        defaults = args_type(**load_checkpoint(args.resume or args.eval_checkpoint)["args"])
         args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
     return args
 
 
 class Run:
-    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder
-    runs/<env>__<exp_name>__<seed>__<time> and the envs; restore() (the state checkpoints hold, the metrics file and
-    W&B); log() (every value to runs/<run>/metrics.jsonl, {"global_step": .., name: value} a line, and with --track to
-    W&B); end_iteration() (the progress line, --save-every); finish() (--save-model, the evaluation, the summary)."""
+    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder runs/<run> and
+    the envs; restore() (checkpointed state, metrics file, W&B); log() (a {"global_step": .., name: value} line of
+    runs/<run>/metrics.jsonl, and W&B); end_iteration() (progress line, --save-every); finish() (save, evaluate, summary)."""
 
     def __init__(self, args):
         self.args, path = args, args.resume or args.eval_checkpoint
@@ -756,7 +731,8 @@ class Run:
             "torch": torch.get_rng_state(),
         }
         head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step}
-        save_checkpoint(path, {**head, **counters, **state, "rng": rng})
+        torch.save({**head, **counters, **state, "rng": rng}, path + ".tmp")  # then renamed: a save cut short keeps the last one
+        os.replace(path + ".tmp", path)
         return path
 
     def end_iteration(self, global_step: int, last: bool, **counters) -> None:
@@ -813,29 +789,19 @@ class Run:
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only)."""
+    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only); the tuples of its
+    args, which come back as lists, are tuples again, so `Args(**ckpt["args"])` is the run's Args."""
     if not os.path.isfile(path):
         fail(f"checkpoint {path!r} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        fail(
-            f"checkpoint {path!r} was made by {(ckpt.get('script') if isinstance(ckpt, dict) else None) or 'something else'}, not {SCRIPT}"
-        )
+    made_by = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if made_by != SCRIPT:
+        fail(f"checkpoint {path!r} was made by {made_by or 'something else'}, not {SCRIPT}")
+    ckpt["args"] = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()}
     return ckpt
-
-
-def checkpoint_args(args_type, ckpt: dict):
-    """The Args a checkpoint was made with (its tuples came back as lists)."""
-    return args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()})
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """Atomic: a temporary file renamed over the old one, so an interrupted save leaves the last checkpoint intact."""
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
 
 
 def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:

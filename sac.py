@@ -370,8 +370,6 @@ def main(args: Args) -> dict:
 
 
 # ==== infrastructure: the same machinery in every script of the collection; a reader of the algorithm can stop here ====
-# Acting on the host, normalisation, compile, the MLP, envs, validation, command line, run folder, seeding, device,
-# checkpoints, logging, evaluation.
 
 
 # === shared: plumbing ===
@@ -411,22 +409,20 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
     except json.JSONDecodeError as e:
         fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
 
-    def make_env(idx: int):
-        if not (args.capture_video and idx == 0):
-            return lambda: gym.make(args.env_id, **env_kwargs)
-        trigger, video_dir = (lambda episode: True) if record_all else None, os.path.join("videos", run_name)
-        return lambda: gym.wrappers.RecordVideo(
-            gym.make(args.env_id, render_mode="rgb_array", **env_kwargs), video_dir, episode_trigger=trigger, disable_logger=True
-        )
+    def make_env(record: bool) -> gym.Env:
+        if not record:
+            return gym.make(args.env_id, **env_kwargs)
+        trigger = (lambda episode: True) if record_all else None
+        env = gym.make(args.env_id, render_mode="rgb_array", **env_kwargs)
+        return gym.wrappers.RecordVideo(env, os.path.join("videos", run_name), episode_trigger=trigger, disable_logger=True)
 
     try:
-        envs = SyncVectorEnv([make_env(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+        thunks = [lambda i=i: make_env(args.capture_video and i == 0) for i in range(num_envs)]
+        envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
     except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
         fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
-    if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
-        fail(
-            f"--env-id: observation space {envs.single_observation_space} is not supported: these scripts take flat vector observations (a 1-D Box)"
-        )
+    if not (isinstance(obs_space := envs.single_observation_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        fail(f"--env-id: observation space {obs_space} is not supported: these scripts take flat vector observations (a 1-D Box)")
     check_action_space(envs.single_action_space)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
@@ -463,16 +459,15 @@ def cli(args_type):
         argv.append(token)
     args = tyro.cli(args_type, args=argv)
     if args.resume or args.eval_checkpoint:
-        defaults = checkpoint_args(args_type, load_checkpoint(args.resume or args.eval_checkpoint))
+        defaults = args_type(**load_checkpoint(args.resume or args.eval_checkpoint)["args"])
         args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
     return args
 
 
 class Run:
-    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder
-    runs/<env>__<exp_name>__<seed>__<time> and the envs; restore() (the state checkpoints hold, the metrics file and
-    W&B); log() (every value to runs/<run>/metrics.jsonl, {"global_step": .., name: value} a line, and with --track to
-    W&B); end_iteration() (the progress line, --save-every); finish() (--save-model, the evaluation, the summary)."""
+    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder runs/<run> and
+    the envs; restore() (checkpointed state, metrics file, W&B); log() (a {"global_step": .., name: value} line of
+    runs/<run>/metrics.jsonl, and W&B); end_iteration() (progress line, --save-every); finish() (save, evaluate, summary)."""
 
     def __init__(self, args):
         self.args, path = args, args.resume or args.eval_checkpoint
@@ -565,7 +560,8 @@ class Run:
             "torch": torch.get_rng_state(),
         }
         head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step}
-        save_checkpoint(path, {**head, **counters, **state, "rng": rng})
+        torch.save({**head, **counters, **state, "rng": rng}, path + ".tmp")  # then renamed: a save cut short keeps the last one
+        os.replace(path + ".tmp", path)
         return path
 
     def end_iteration(self, global_step: int, last: bool, **counters) -> None:
@@ -622,29 +618,19 @@ class Run:
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only)."""
+    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only); the tuples of its
+    args, which come back as lists, are tuples again, so `Args(**ckpt["args"])` is the run's Args."""
     if not os.path.isfile(path):
         fail(f"checkpoint {path!r} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        fail(
-            f"checkpoint {path!r} was made by {(ckpt.get('script') if isinstance(ckpt, dict) else None) or 'something else'}, not {SCRIPT}"
-        )
+    made_by = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if made_by != SCRIPT:
+        fail(f"checkpoint {path!r} was made by {made_by or 'something else'}, not {SCRIPT}")
+    ckpt["args"] = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()}
     return ckpt
-
-
-def checkpoint_args(args_type, ckpt: dict):
-    """The Args a checkpoint was made with (its tuples came back as lists)."""
-    return args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()})
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """Atomic: a temporary file renamed over the old one, so an interrupted save leaves the last checkpoint intact."""
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
 
 
 def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:
@@ -722,7 +708,7 @@ def load_policy(path: str):
     """A trained policy for your own code: act(obs) -> action, from raw observations, (obs_dim,) or (N, obs_dim), to
     the deterministic action tanh(mu(s)) rescaled to the bounds: `from sac import load_policy; act = load_policy(path)`."""
     ckpt = load_checkpoint(path)
-    args = checkpoint_args(Args, ckpt)
+    args = Args(**ckpt["args"])
     env = gym.make(args.env_id, **json.loads(args.env_kwargs))  # for its spaces only
     obs_dim, space = env.observation_space.shape[0], env.action_space
     env.close()

@@ -4,21 +4,14 @@
 
 Each iteration:
   1) collect num_steps x num_envs transitions with the current policy pi_old
-  2) GAE(gamma, lambda) advantages A_t and lambda-returns R_t = A_t + V(s_t), bootstrapping from
-     V(true final observation) at a time-limit truncation; only a termination cuts the return
-  3) policy, one step on the whole batch: s = H^-1 g by conjugate gradient (g = grad L; H, the KL's Hessian at theta_old,
-     i.e. the Fisher matrix, only applied to vectors, by double backprop); full step sqrt(2 delta / s^T H s) s; a
-     backtracking line search keeps the first step whose measured KL is <= delta and whose surrogate improves, else pi_old
+  2) GAE(gamma, lambda) advantages A_t and lambda-returns R_t = A_t + V(s_t); a truncation bootstraps from V(true final observation)
+  3) policy, one step on the whole batch: s = H^-1 g by conjugate gradient (g = grad L; H, the KL's Hessian at theta_old, the Fisher matrix,
+     applied to vectors by double backprop); full step sqrt(2 delta / s^T H s) s, backtracked until KL <= delta and L improves, else pi_old
   4) critic: update_epochs passes of minibatch Adam on 1/2 E[(V(s) - R)^2], on the critic's parameters only
   5) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
 
-The KL is always KL(pi_old || pi_theta), in closed form. Defaults are sb3-contrib's TRPO (its target_kl and cg_damping
-are per action dimension: 0.01 there is 0.01 * dim(A) here), with ppo.py's networks and normalisation and, like
-sb3-contrib, no gradient clipping; where this departs from sb3-contrib, the function says so.
-
-Part one is TRPO: Args, networks, the math as pure functions (tested against independent answers), the rollout, main().
-Below the `# ==== infrastructure` divider is the machinery all the scripts share; `# === shared: NAME ===` blocks are
-byte-identical in every script that carries them (tests/test_drift.py).
+Defaults are sb3-contrib's TRPO (its target_kl and cg_damping are per action dimension: 0.01 there is 0.01 * dim(A) here), with ppo.py's
+networks and normalisation and, like sb3-contrib, no gradient clipping; where this departs from sb3-contrib, the function says so.
 
 Run:  python trpo.py --env-id Hopper-v5
 """
@@ -208,53 +201,42 @@ def kl_divergence(old_dist: torch.Tensor, new_dist: torch.Tensor, discrete: bool
 # === end shared: kl ===
 
 
-def dist_log_prob(dist: torch.Tensor, actions: torch.Tensor, discrete: bool) -> torch.Tensor:
-    """log pi(a|s) from dist_params' output: (B, P), (B[, A]) -> (B,)."""
-    return categorical_log_prob(dist, actions) if discrete else gaussian_log_prob(*dist.chunk(2, -1), actions)
-
-
 def flat_grad(y: torch.Tensor, params: list[torch.Tensor], **kwargs) -> torch.Tensor:
     """d y / d theta for a scalar y, as one flat vector in the order of params."""
     return torch.cat([g.reshape(-1) for g in torch.autograd.grad(y, params, **kwargs)])
 
 
 def fisher_vector_product(kl_grad: torch.Tensor, params: list[torch.Tensor], v: torch.Tensor, *, damping: float) -> torch.Tensor:
-    """(H + damping I) v, H the Hessian of the mean KL(pi_old || pi_theta) at theta_old (the Fisher matrix there), never
-    formed: kl_grad = grad KL from autograd.grad(..., create_graph=True); without it, H v is 0 (sb3-contrib#38)."""
-    # H v = grad_theta (grad_theta KL . v)
+    """(H + damping I) v, H the Hessian of the mean KL(pi_old || pi_theta) at theta_old (the Fisher matrix there), never formed."""
+    # H v = grad_theta (grad_theta KL . v); kl_grad from autograd.grad(..., create_graph=True), without which H v is 0 (sb3-contrib#38)
     return flat_grad(kl_grad @ v, params, retain_graph=True) + damping * v
 
 
 def conjugate_gradient(fvp, b: torch.Tensor, *, iters: int, residual_tol: float = 1e-10) -> torch.Tensor:
-    """x = H^-1 b for a symmetric positive definite H known only through fvp(v) = H v: `iters` iterations of conjugate
-    gradient (Nocedal & Wright, Algorithm 5.2) from x = 0 (sb3-contrib starts from 1e-4 * N(0, I), an RNG draw),
-    stopping once |r|^2 < residual_tol (sb3-contrib's and modular_rl's 1e-10), where the next step would divide by ~0."""
-    x, r, p = torch.zeros_like(b), b.clone(), b.clone()  # r = b - H x; p, the direction, H-conjugate to the previous ones
-    rr = r @ r
+    """x = H^-1 b, H symmetric positive definite and known only through fvp(v) = H v: `iters` steps of conjugate gradient from x = 0
+    (Nocedal & Wright, Alg. 5.2; sb3-contrib starts from an RNG draw) until |r|^2 < residual_tol (1e-10 in sb3-contrib and modular_rl)."""
+    x, r, p, rr = torch.zeros_like(b), b, b, b @ b  # r = b - H x; p, the direction, H-conjugate to the previous ones; rr = |r|^2
     for _ in range(iters):
-        if rr < residual_tol:  # a host sync per iteration: cg_iters of them per update
+        if rr < residual_tol:  # where the next step would divide by ~0; a host sync per iteration, cg_iters of them per update
             break
         h_p = fvp(p)  # H p
         alpha = rr / (p @ h_p)  # the exact minimiser of 1/2 x^T H x - b^T x along p
-        x += alpha * p
-        r -= alpha * h_p
+        x, r = x + alpha * p, r - alpha * h_p
         rr_new = r @ r
         p, rr = r + (rr_new / rr) * p, rr_new
     return x
 
 
 def max_step(step_dir: torch.Tensor, hs: torch.Tensor, *, max_kl: float) -> torch.Tensor:
-    """The step along s to the edge of the trust region under the quadratic model KL ~ 1/2 x^T H x, hs = H s:
-    1/2 (a s)^T H (a s) = delta  gives  a = sqrt(2 delta / s^T H s). A zero s (zero gradient) gives a zero step."""
-    # step = sqrt(2 delta / (s^T H s)) * s
+    """The step along s to the edge of the trust region under the quadratic model KL ~ 1/2 x^T H x (hs = H s); a zero s, a zero step."""
+    # 1/2 (a s)^T H (a s) = delta  gives  step = a s = sqrt(2 delta / (s^T H s)) * s
     return torch.sqrt(2 * max_kl / (step_dir @ hs).clamp_min(1e-30)) * step_dir
 
 
 def line_search(params: list[torch.Tensor], evaluate, full_step, surrogate_old: float, *, max_kl, backtrack_coef, backtrack_iters) -> dict:
-    """Try theta_old + backtrack_coef^i * full_step, i = 0 .. backtrack_iters - 1, and keep the first whose measured KL
-    is <= max_kl (sb3-contrib: < on KL(pi || pi_old)) AND whose surrogate beats L(theta_old), as the paper's appendix C
-    does: the quadratic model can underestimate the KL. If none passes, theta_old is restored exactly. evaluate()
-    scores the parameters in place: (L(theta), KL) as floats. Returns the outcome, where the parameters are left."""
+    """Try theta_old + backtrack_coef^i * full_step, i = 0 .. backtrack_iters - 1; keep the first whose measured KL is <= max_kl
+    (sb3-contrib: < on KL(pi || pi_old)) AND whose surrogate beats L(theta_old), as the paper's appendix C does: the quadratic model can
+    underestimate the KL. If none passes, theta_old is restored exactly. evaluate(): (L(theta), KL) as floats, at the current parameters."""
     theta_old = nn.utils.parameters_to_vector(params).detach()
     for i in range(backtrack_iters):
         set_flat_params(params, theta_old + backtrack_coef**i * full_step)
@@ -268,19 +250,15 @@ def line_search(params: list[torch.Tensor], evaluate, full_step, surrogate_old: 
 def trpo_update(
     agent: Agent, params, obs, actions, logprobs, advantages, *, max_kl, damping, cg_iters, backtrack_coef, backtrack_iters, fvp_subsample
 ):
-    """3) One TRPO step of the policy parameters (params) on the whole batch (its obs, actions, log pi_old and A), in
-    place; the critic is not touched. Returns named diagnostics as floats, measured where the parameters are left."""
-    discrete = agent.discrete
-    with torch.no_grad():
-        old_dist = dist_params(agent, obs)  # pi_old's parameters, (B, P): fixed for the whole step
+    """3) One TRPO step, in place, of the policy's parameters (params) on the whole batch; returns diagnostics where it leaves them."""
+    discrete, old_dist = agent.discrete, dist_params(agent, obs).detach()  # pi_old's parameters, (B, P): fixed for the whole step
 
-    def surrogate(new_dist: torch.Tensor) -> torch.Tensor:
-        # L(theta) = E[exp(log pi_theta(a|s) - log pi_old(a|s)) A]
-        return ((dist_log_prob(new_dist, actions, discrete) - logprobs).exp() * advantages).mean()
+    def log_ratio(new_dist: torch.Tensor) -> torch.Tensor:  # log pi_theta(a|s) - log pi_old(a|s) from dist_params' output: (B,)
+        return (categorical_log_prob(new_dist, actions) if discrete else gaussian_log_prob(*new_dist.chunk(2, -1), actions)) - logprobs
 
-    # g = grad_theta L(theta) at theta_old
-    surrogate_at_old = surrogate(dist_params(agent, obs))
-    g = flat_grad(surrogate_at_old, params)
+    # g = grad_theta L(theta) at theta_old, L(theta) = E[exp(log pi_theta(a|s) - log pi_old(a|s)) A], the surrogate
+    surrogate_at_old = (log_ratio(dist_params(agent, obs)).exp() * advantages).mean()
+    g, L_old = flat_grad(surrogate_at_old, params), surrogate_at_old.item()  # L_old = L(theta_old)
     # grad_theta KL at theta_old (0 there), differentiable for H v; on every fvp_subsample-th sample (sb3-contrib's thins the whole step)
     sub = slice(None, None, fvp_subsample)
     kl_grad = flat_grad(kl_divergence(old_dist[sub], dist_params(agent, obs[sub]), discrete).mean(), params, create_graph=True)
@@ -288,29 +266,21 @@ def trpo_update(
     def fvp(v: torch.Tensor) -> torch.Tensor:
         return fisher_vector_product(kl_grad, params, v, damping=damping)
 
+    def evaluate() -> tuple[float, float]:  # .item(): the line search decides on the host, two syncs per try
+        with torch.no_grad():
+            new_dist = dist_params(agent, obs)
+        return (log_ratio(new_dist).exp() * advantages).mean().item(), kl_divergence(old_dist, new_dist, discrete).mean().item()
+
     # s = H^-1 g: the natural-gradient direction, by conjugate gradient
     step_dir = conjugate_gradient(fvp, g, iters=cg_iters)
     full_step = max_step(step_dir, fvp(step_dir), max_kl=max_kl)
-
-    def evaluate() -> tuple[float, float]:
-        with torch.no_grad():
-            new_dist = dist_params(agent, obs)
-            # .item(): the line search decides on the host, two syncs per try
-            return surrogate(new_dist).item(), kl_divergence(old_dist, new_dist, discrete).mean().item()
-
-    surrogate_old = surrogate_at_old.item()
-    search = line_search(
-        params, evaluate, full_step, surrogate_old, max_kl=max_kl, backtrack_coef=backtrack_coef, backtrack_iters=backtrack_iters
-    )
-    with torch.no_grad():
-        new_dist = dist_params(agent, obs)
-        logratio = dist_log_prob(new_dist, actions, discrete) - logprobs
-        # KL(pi_old || pi) estimated by E[(r - 1) - log r] (Schulman's k3), the quantity ppo.py logs
-        approx_kl = ((logratio.exp() - 1) - logratio).mean().item()
-        entropy = (categorical_entropy(new_dist) if discrete else gaussian_entropy(new_dist.chunk(2, -1)[1])).mean().item()
+    search = line_search(params, evaluate, full_step, L_old, max_kl=max_kl, backtrack_coef=backtrack_coef, backtrack_iters=backtrack_iters)
+    new_dist = dist_params(agent, obs).detach()  # the diagnostics, where the parameters are left
+    logratio, entropy = log_ratio(new_dist), (categorical_entropy(new_dist) if discrete else gaussian_entropy(new_dist.chunk(2, -1)[1]))
     return {
-        "policy_loss": -search["surrogate"], "entropy": entropy, "approx_kl": approx_kl, "kl": search["kl"],
-        "surrogate_improvement": search["surrogate"] - surrogate_old,
+        "policy_loss": -search["surrogate"], "entropy": entropy.mean().item(),
+        "approx_kl": ((logratio.exp() - 1) - logratio).mean().item(),  # KL(pi_old || pi) ~ E[(r - 1) - log r] (Schulman's k3), like ppo.py
+        "kl": search["kl"], "surrogate_improvement": search["surrogate"] - L_old,
         "expected_improvement": search["fraction"] * (g @ full_step).item(),  # g^T (step taken): what L's linear model promised
         "line_search_steps": search["tries"], "line_search_success": float(search["accepted"]),
     }  # fmt: skip
@@ -414,17 +384,13 @@ def main(args: Args) -> dict:
             optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
         policy = HostPolicy(agent)  # pi_old, acting on the host
 
-        # 1) Rollout: num_steps x num_envs transitions with pi_old
+        # 1) Rollout: num_steps x num_envs transitions with pi_old; 2) advantages and lambda-returns: GAE(gamma, lambda)
         next_obs, global_step = rollout.collect(envs, policy, next_obs, obs_norm, reward_scaler, run, global_step)
-
-        # 2) Advantages and lambda-returns: GAE(gamma, lambda)
         advantages, returns, values = rollout.advantages(policy, next_obs, args.gamma, args.gae_lambda, device)
 
-        # 3) Policy: one trust-region step on the whole flattened batch
-        b_obs = torch.as_tensor(rollout.obs, device=device).reshape(batch_size, run.obs_dim)  # (T * N, obs_dim)
-        b_actions = torch.as_tensor(rollout.actions, device=device).reshape((batch_size,) + envs.single_action_space.shape)
-        b_logprobs = torch.as_tensor(rollout.logprobs, device=device).reshape(-1)
-        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+        # 3) Policy: one trust-region step on the whole batch, flattened from (T, N, ...) to (T * N, ...)
+        flat = (rollout.obs, rollout.actions, rollout.logprobs, advantages, returns, values)
+        b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values = (torch.as_tensor(x, device=device).flatten(0, 1) for x in flat)
         if args.norm_adv:  # over the whole batch, which the one policy step uses at once
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
         policy_stats = trpo_update(
@@ -435,9 +401,7 @@ def main(args: Args) -> dict:
         # 4) Critic: update_epochs passes of minibatch regression of V on the lambda-returns
         v_losses = []
         for _epoch in range(args.update_epochs):
-            b_inds = torch.randperm(batch_size, device=device)
-            for start in range(0, batch_size, minibatch_size):
-                mb = b_inds[start : start + minibatch_size]
+            for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
                 v_loss = loss_fn(agent, b_obs[mb], b_returns[mb])
                 optimizer.zero_grad(set_to_none=True)
                 v_loss.backward()
@@ -453,8 +417,6 @@ def main(args: Args) -> dict:
 
 
 # ==== infrastructure: the same machinery in every script of the collection; a reader of the algorithm can stop here ====
-# Acting on the host, normalisation, compile, the MLP, envs, validation, command line, run folder, seeding, device,
-# checkpoints, logging, evaluation.
 
 
 # === shared: on-policy ===
@@ -506,11 +468,12 @@ class HostPolicy:
 def load_policy(path: str):
     """A trained policy for your own code: act(raw obs (obs_dim,) or (N, obs_dim)) -> the deterministic action (argmax,
     or the mean clipped to the bounds), the checkpoint's observation statistics frozen."""
-    args = checkpoint_args(Args, ckpt := load_checkpoint(path))
+    ckpt = load_checkpoint(path)
+    args = Args(**ckpt["args"])
     envs = make_vec_env(replace(args, capture_video=False), "", 1)  # for its spaces only
+    envs.close()
     obs_dim, space = envs.single_observation_space.shape[0], envs.single_action_space
     discrete = isinstance(space, gym.spaces.Discrete)
-    envs.close()
     agent = Agent(obs_dim, space.n if discrete else space.shape[0], discrete, args)
     agent.load_state_dict(ckpt["agent"])
     obs_norm = ObsNormalizer((obs_dim,), (not discrete) if args.norm_obs is None else args.norm_obs, args.clip_obs)
@@ -593,10 +556,10 @@ def maybe_compile(fn, enabled: bool, run=None):
     """torch.compile(fn) if enabled; eager, with a warning, if that fails. The compiling call is left out of SPS."""
     if not enabled:
         return fn
-    compiled, first = torch.compile(fn), [True]
+    compiled, first = torch.compile(fn), True
 
     def call(*a, **kw):
-        nonlocal compiled
+        nonlocal compiled, first
         start = time.time()
         try:
             return compiled(*a, **kw)
@@ -607,9 +570,8 @@ def maybe_compile(fn, enabled: bool, run=None):
             compiled = fn
             return fn(*a, **kw)
         finally:
-            if first[0] and run is not None:
-                run.excluded_time += time.time() - start
-            first[0] = False
+            if first and run is not None:
+                run.excluded_time, first = run.excluded_time + time.time() - start, False
 
     return call
 
@@ -687,22 +649,20 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
     except json.JSONDecodeError as e:
         fail(f"--env-kwargs {args.env_kwargs!r} is not valid JSON ({e})")
 
-    def make_env(idx: int):
-        if not (args.capture_video and idx == 0):
-            return lambda: gym.make(args.env_id, **env_kwargs)
-        trigger, video_dir = (lambda episode: True) if record_all else None, os.path.join("videos", run_name)
-        return lambda: gym.wrappers.RecordVideo(
-            gym.make(args.env_id, render_mode="rgb_array", **env_kwargs), video_dir, episode_trigger=trigger, disable_logger=True
-        )
+    def make_env(record: bool) -> gym.Env:
+        if not record:
+            return gym.make(args.env_id, **env_kwargs)
+        trigger = (lambda episode: True) if record_all else None
+        env = gym.make(args.env_id, render_mode="rgb_array", **env_kwargs)
+        return gym.wrappers.RecordVideo(env, os.path.join("videos", run_name), episode_trigger=trigger, disable_logger=True)
 
     try:
-        envs = SyncVectorEnv([make_env(i) for i in range(num_envs)], autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+        thunks = [lambda i=i: make_env(args.capture_video and i == 0) for i in range(num_envs)]
+        envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
     except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
         fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
-    if not (isinstance(envs.single_observation_space, gym.spaces.Box) and len(envs.single_observation_space.shape) == 1):
-        fail(
-            f"--env-id: observation space {envs.single_observation_space} is not supported: these scripts take flat vector observations (a 1-D Box)"
-        )
+    if not (isinstance(obs_space := envs.single_observation_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        fail(f"--env-id: observation space {obs_space} is not supported: these scripts take flat vector observations (a 1-D Box)")
     check_action_space(envs.single_action_space)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
 
@@ -739,16 +699,15 @@ def cli(args_type):
         argv.append(token)
     args = tyro.cli(args_type, args=argv)
     if args.resume or args.eval_checkpoint:
-        defaults = checkpoint_args(args_type, load_checkpoint(args.resume or args.eval_checkpoint))
+        defaults = args_type(**load_checkpoint(args.resume or args.eval_checkpoint)["args"])
         args = tyro.cli(args_type, args=argv, default=replace(defaults, resume=None, eval_checkpoint=None))
     return args
 
 
 class Run:
-    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder
-    runs/<env>__<exp_name>__<seed>__<time> and the envs; restore() (the state checkpoints hold, the metrics file and
-    W&B); log() (every value to runs/<run>/metrics.jsonl, {"global_step": .., name: value} a line, and with --track to
-    W&B); end_iteration() (the progress line, --save-every); finish() (--save-model, the evaluation, the summary)."""
+    """One run's machinery in main()'s order: the checkpoint given, threads, seeds, device, the run folder runs/<run> and
+    the envs; restore() (checkpointed state, metrics file, W&B); log() (a {"global_step": .., name: value} line of
+    runs/<run>/metrics.jsonl, and W&B); end_iteration() (progress line, --save-every); finish() (save, evaluate, summary)."""
 
     def __init__(self, args):
         self.args, path = args, args.resume or args.eval_checkpoint
@@ -841,7 +800,8 @@ class Run:
             "torch": torch.get_rng_state(),
         }
         head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step}
-        save_checkpoint(path, {**head, **counters, **state, "rng": rng})
+        torch.save({**head, **counters, **state, "rng": rng}, path + ".tmp")  # then renamed: a save cut short keeps the last one
+        os.replace(path + ".tmp", path)
         return path
 
     def end_iteration(self, global_step: int, last: bool, **counters) -> None:
@@ -898,29 +858,19 @@ class Run:
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only)."""
+    """A checkpoint of this script, loaded with weights_only=True (tensors and plain containers only); the tuples of its
+    args, which come back as lists, are tuples again, so `Args(**ckpt["args"])` is the run's Args."""
     if not os.path.isfile(path):
         fail(f"checkpoint {path!r} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         fail(f"checkpoint {path!r} could not be read ({type(e).__name__}); is it a file this script saved?")
-    if not isinstance(ckpt, dict) or ckpt.get("script") != SCRIPT:
-        fail(
-            f"checkpoint {path!r} was made by {(ckpt.get('script') if isinstance(ckpt, dict) else None) or 'something else'}, not {SCRIPT}"
-        )
+    made_by = ckpt.get("script") if isinstance(ckpt, dict) else None
+    if made_by != SCRIPT:
+        fail(f"checkpoint {path!r} was made by {made_by or 'something else'}, not {SCRIPT}")
+    ckpt["args"] = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()}
     return ckpt
-
-
-def checkpoint_args(args_type, ckpt: dict):
-    """The Args a checkpoint was made with (its tuples came back as lists)."""
-    return args_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["args"].items()})
-
-
-def save_checkpoint(path: str, state: dict) -> None:
-    """Atomic: a temporary file renamed over the old one, so an interrupted save leaves the last checkpoint intact."""
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
 
 
 def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:

@@ -344,7 +344,9 @@ def test_save_every_then_resume_continues_the_step_count(tracked_run, monkeypatc
 
 
 def test_checkpoint_written_atomically(monkeypatch):
-    summary = ppo.main(tiny(save_model=True, eval_episodes=0))
+    """A save cut short (torch.save dies half-way through the file) leaves the last checkpoint intact."""
+    args = tiny(save_model=True, eval_episodes=0)
+    summary = ppo.main(args)
     before = torch.load(summary["checkpoint"], weights_only=True)
 
     def broken_save(obj, f):
@@ -354,7 +356,7 @@ def test_checkpoint_written_atomically(monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        ppo.save_checkpoint(summary["checkpoint"], {"script": "ppo.py"})
+        ppo.main(replace(args, resume=summary["checkpoint"], total_timesteps=2 * args.total_timesteps))
     after = torch.load(summary["checkpoint"], weights_only=True)
     assert after["global_step"] == before["global_step"]
 

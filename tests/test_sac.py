@@ -446,9 +446,9 @@ def test_load_policy_acts_as_the_trained_actor():
     deterministic action tanh(mu(s)) rescaled to [-2, 2], exactly as HostPolicy of the checkpoint's actor gives it."""
     path = sac.main(small(save_model=True, total_timesteps=128, eval_episodes=0))["checkpoint"]
     act = sac.load_policy(path)
-    ckpt = torch.load(path, weights_only=True)
+    ckpt = sac.load_checkpoint(path)
     space = gym.make("Pendulum-v1").action_space
-    actor = sac.Actor(3, space.low, space.high, sac.checkpoint_args(sac.Args, ckpt))
+    actor = sac.Actor(3, space.low, space.high, sac.Args(**ckpt["args"]))
     actor.load_state_dict(ckpt["actor"])
     expected = sac.HostPolicy(actor).act_deterministic
     obs = np.random.default_rng(0).uniform(-8, 8, (6, 3))  # float64, as raw observations may come
