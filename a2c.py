@@ -16,9 +16,11 @@ Run:  python a2c.py --env-id Hopper-v5
 """
 
 # === shared: imports ===
+import importlib
 import json
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
@@ -50,20 +52,18 @@ class Args:
     rmsprop_alpha: float = 0.99  # alpha: decay of RMSprop's running mean of squared gradients (baselines and SB3: 0.99)
     rmsprop_eps: float = 1e-5  # epsilon of RMSprop, inside the square root (baselines and SB3: 1e-5)
     adam_eps: float = 1e-5  # Adam epsilon, with --optimizer adam (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)
-    # === shared: args-network ===
+    # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
     activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu
     hidden_init_gain: float = 2**0.5  # orthogonal-init gain of the hidden layers (sqrt 2; Implementation Matters)
     policy_init_gain: float = 0.01  # orthogonal-init gain of the policy head: a near-uniform initial policy
     value_init_gain: float = 1.0  # orthogonal-init gain of the value head
     init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
-    # === end shared: args-network ===
-    # === shared: args-normalisation ===
-    norm_obs: bool | None = None  # normalise observations with a running mean/std; None: on for Box actions, off for Discrete
-    norm_reward: bool | None = None  # scale rewards by the std of the discounted return; None: on for Box actions, off for Discrete
+    norm_obs: bool | None = None  # normalise observations by a running mean/std (--[no-]norm-obs); None: on for Box, off for Discrete
+    norm_reward: bool | None = None  # scale rewards by the std of the discounted return (--[no-]norm-reward); None: as --norm-obs
     clip_obs: float = 10.0  # clip normalised observations to [-clip_obs, clip_obs]
     clip_reward: float = 10.0  # clip scaled rewards to [-clip_reward, clip_reward]
-    # === end shared: args-normalisation ===
+    # === end shared: args-on-policy ===
     compile: bool = False  # torch.compile the loss (eager if compilation fails); compile time is excluded from charts/SPS
     # === shared: args-common ===
     env_id: str = "Hopper-v5"  # gymnasium id, or `module:EnvName-v0` to import a module that registers it
@@ -74,13 +74,13 @@ class Args:
     cuda: bool = False  # use the GPU if there is one (else the CPU); off by default: small networks run faster on the CPU
     torch_threads: int = 1  # torch CPU threads; 1 is fastest for small networks and for several runs side by side
     exp_name: str = os.path.basename(__file__)[: -len(".py")]  # part of the run name runs/<env>__<exp_name>__<seed>__<time>
-    track: bool = False  # log to Weights & Biases (WANDB_MODE=offline works without an account; `wandb sync` later)
+    track: bool = False  # log to Weights & Biases (WANDB_MODE=offline needs no account; `wandb sync` later); --resume continues the run
     wandb_project_name: str = "policy-gradients"  # the W&B project
     wandb_entity: str | None = None  # the W&B entity (team or user); None uses your default
-    capture_video: bool = False  # record mp4s of env 0's episodes to videos/<run> (and of evaluation episodes); logged to W&B
+    capture_video: bool = False  # mp4s of env 0's episodes in videos/<run>, of each evaluation's in videos/<run>-eval[-N]; logged to W&B
     save_model: bool = False  # write runs/<run>/<script>.pt at the end of training
     save_every: int = 0  # also write that checkpoint every this many environment steps (0: never)
-    resume: str | None = None  # continue training from this checkpoint (its args are the defaults; flags given override them)
+    resume: str | None = None  # resume this checkpoint's run (its args the defaults, flags override; lr annealing: to 0 at a new budget)
     eval_checkpoint: str | None = None  # evaluate this checkpoint (no training), with its normalisation statistics frozen
     eval_episodes: int = 10  # episodes of the deterministic (mean-action) evaluation after training; 0 skips it
     progress_every: float = 10.0  # seconds between two progress lines on stdout
@@ -296,7 +296,7 @@ def main(args: Args) -> dict:
     if args.eval_checkpoint:
         return run.evaluate_checkpoint(agent, obs_norm)
     batch_size = args.num_envs * args.num_steps
-    num_iterations = args.total_timesteps // batch_size
+    num_iterations = run.budget(batch_size)
     rollout = Rollout(args.num_steps, args.num_envs, run.obs_dim, envs.single_action_space)
     loss_fn = maybe_compile(a2c_loss, args.compile, run)
 
@@ -304,7 +304,7 @@ def main(args: Args) -> dict:
     next_obs = obs_norm(envs.reset(seed=args.seed + global_step)[0], update=True)
     for iteration in range(start_iteration + 1, num_iterations + 1):
         if args.anneal_lr:
-            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
+            optimizer.param_groups[0]["lr"] = run.lr_fraction(global_step) * args.learning_rate
         policy = HostPolicy(agent)  # pi_old, acting on the host
 
         # 1) Rollout: num_steps x num_envs transitions with pi_old
@@ -557,11 +557,11 @@ class MLP(nn.Module):
 SCRIPT = os.path.basename(__file__)
 
 
-def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -> gym.vector.VectorEnv:
+def make_vec_env(args, video_dir: str, num_envs: int, episodes: int | None = None) -> gym.vector.VectorEnv:
     """num_envs sub-envs in SAME_STEP autoreset mode (gymnasium's default, NEXT_STEP, spends a step on each reset,
     which is not a transition): a step that ends an episode returns the next one's first observation and the true
     final one in infos["final_obs"]. Episode statistics: infos["episode"], masked by infos["_episode"]. Env 0 records
-    video with --capture-video (every episode with record_all, else gymnasium's cubic schedule). Flat Box
+    video to video_dir with --capture-video (the first `episodes`, else gymnasium's cubic schedule). Flat Box
     observations; actions as the script's check_action_space takes them."""
     try:
         env_kwargs = json.loads(args.env_kwargs)
@@ -571,19 +571,42 @@ def make_vec_env(args, run_name: str, num_envs: int, record_all: bool = False) -
     def make_env(record: bool) -> gym.Env:
         if not record:
             return gym.make(args.env_id, **env_kwargs)
-        trigger = (lambda episode: True) if record_all else None
+        trigger = None if episodes is None else (lambda episode: episode < episodes)
         env = gym.make(args.env_id, render_mode="rgb_array", **env_kwargs)
-        return gym.wrappers.RecordVideo(env, os.path.join("videos", run_name), episode_trigger=trigger, disable_logger=True)
+        return gym.wrappers.RecordVideo(env, video_dir, episode_trigger=trigger, disable_logger=True)
 
     try:
         thunks = [lambda i=i: make_env(args.capture_video and i == 0) for i in range(num_envs)]
         envs = SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    except gym.error.NamespaceNotFound:
+        namespace = args.env_id.split("/")[0]
+        package = {"ALE": "ale-py (but Atari's observations are images, and these scripts take flat vectors)"}.get(namespace)
+        fail(
+            f"--env-id {args.env_id!r}: no env namespace {namespace!r} is registered; install {package or 'the package that registers it'}"
+        )
     except Exception as e:  # an unknown id, a module that does not import, a wrong keyword argument
         fail(f"--env-id {args.env_id!r} could not be made: {type(e).__name__}: {e}".splitlines()[0])
+    if args.capture_video and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        headless_rendering(mujoco="mujoco" in type(envs.envs[0].unwrapped).__module__)
     if not (isinstance(obs_space := envs.single_observation_space, gym.spaces.Box) and len(obs_space.shape) == 1):
         fail(f"--env-id: observation space {obs_space} is not supported: these scripts take flat vector observations (a 1-D Box)")
     check_action_space(envs.single_action_space)
     return gym.wrappers.vector.RecordEpisodeStatistics(envs)
+
+
+def headless_rendering(mujoco: bool) -> None:
+    """Video without a display: pygame draws off-screen (no XDG_RUNTIME_DIR complaint); MuJoCo's first choice, GLFW,
+    needs a display, so MUJOCO_GL (unless you set it) becomes EGL if it works, else OSMesa."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    for backend in ("egl", "osmesa") if mujoco and "MUJOCO_GL" not in os.environ else ():
+        try:
+            importlib.import_module(f"mujoco.{backend}").GLContext(8, 8).free()
+            os.environ["MUJOCO_GL"] = backend
+            return
+        except Exception:
+            os.environ.pop("PYOPENGL_PLATFORM", None)
+    if mujoco and "MUJOCO_GL" not in os.environ:
+        fail("--capture-video: no display, and neither EGL nor OSMesa works here; set MUJOCO_GL to a backend that does")
 
 
 def validate_common(args) -> None:
@@ -601,21 +624,42 @@ def validate_common(args) -> None:
         fail(f"--activation must be one of {sorted(ACTIVATIONS)}, got {args.activation!r}")
 
 
+def pipe_safe(write):
+    """sys.stdout's write or flush, sending the output to /dev/null once the reader has gone (`| head`)."""
+
+    def call(*a):
+        try:
+            return write(*a)
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    return call
+
+
 def fail(message: str):
     """Bad input: one line on stderr naming the flag, exit status 1, no traceback."""
     raise SystemExit(f"{SCRIPT}: error: {message}")
 
 
 def cli(args_type):
-    """The command line; booleans also take W&B Sweeps' `--flag=True/False`. With --resume or --eval-checkpoint the
-    checkpoint's args are the defaults (`--eval-checkpoint PATH` alone evaluates on its env); flags override them."""
-    bools = {f.name.replace("_", "-") for f in fields(args_type) if f.type in (bool, "bool")}
-    argv = []
-    for token in sys.argv[1:]:
-        name, _, value = token.partition("=")
-        if name.startswith("--") and name[2:] in bools and value.lower() in ("true", "false"):
-            token = name if value.lower() == "true" else f"--no-{name[2:]}"
-        argv.append(token)
+    """The command line; booleans take --flag, --no-flag and W&B Sweeps' --flag=True/False (also those whose default
+    None is automatic). With --resume or --eval-checkpoint the checkpoint's args are the defaults (`--eval-checkpoint
+    PATH` alone evaluates on its env); flags override them. A closed stdout (`| head`) is not an error."""
+    if sys.stdout is sys.__stdout__:
+        sys.stdout.write, sys.stdout.flush = pipe_safe(sys.stdout.write), pipe_safe(sys.stdout.flush)
+    kinds = {f.name.replace("_", "-"): f.type for f in fields(args_type) if f.type in (bool, bool | None)}
+    argv, tokens = [], sys.argv[1:]
+    for i, token in enumerate(tokens):
+        name, eq, value = token.partition("=")
+        flag, negated = (name[5:], True) if name.startswith("--no-") else (name[2:], False)
+        if not name.startswith("--") or flag not in kinds or (eq and value.lower() not in ("true", "false")):
+            argv.append(token)
+        elif kinds[flag] is bool:
+            argv.append(f"--{flag}" if (value.lower() != "false") != negated else f"--no-{flag}")
+        elif not eq and not negated and i + 1 < len(tokens) and tokens[i + 1] in ("True", "False", "None"):
+            argv.append(token)  # --norm-obs True: tyro's own form
+        else:
+            argv += [f"--{flag}", str((value.lower() != "false") != negated)]
     args = tyro.cli(args_type, args=argv)
     if args.resume or args.eval_checkpoint:
         defaults = args_type(**load_checkpoint(args.resume or args.eval_checkpoint)["args"])
@@ -649,13 +693,43 @@ class Run:
                 break
             except FileExistsError:
                 n, self.name = n + 1, f"{base}-{n + 1}"
-        self.dir = os.path.join("runs", self.name)
+        self.dir, self.video_dir = os.path.join("runs", self.name), os.path.join("videos", self.name)
         print(f"run dir: {self.dir}")
-        self.envs = make_vec_env(args, self.name, args.num_envs)
+        self.envs = make_vec_env(
+            replace(args, capture_video=args.capture_video and not args.eval_checkpoint), self.video_dir, args.num_envs
+        )
         self.discrete = isinstance(self.envs.single_action_space, gym.spaces.Discrete)
         self.obs_dim = self.envs.single_observation_space.shape[0]
         self.action_dim = self.envs.single_action_space.n if self.discrete else self.envs.single_action_space.shape[0]
         self.returns, self.state, self.save_next, self.wandb, self.videos_logged = [], {}, None, None, set()
+        self.total, self.training, self.stop = args.total_timesteps, False, 0
+        self.handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(self, signum: int, frame) -> None:
+        """Ctrl-C or SIGTERM in training: end_iteration saves and exits after this iteration. Before training, or a second
+        signal: out at once (exit status 128 + signum, no traceback)."""
+        if self.stop or not self.training:
+            raise SystemExit(128 + signum)
+        self.stop = signum
+        os.write(2, f"\n{signal.Signals(signum).name}: saving after this iteration (again to quit at once)\n".encode())
+
+    def budget(self, per_iteration: int) -> int:
+        """The iterations that --total-timesteps buys at per_iteration transitions each, said at the start."""
+        iterations = self.args.total_timesteps // per_iteration
+        self.total, rest = iterations * per_iteration, self.args.total_timesteps % per_iteration
+        print(
+            f"budget: {iterations} iterations x {per_iteration} transitions = {self.total}"
+            + (f" ({rest} short of --total-timesteps)" if rest else "")
+        )
+        return iterations
+
+    def lr_fraction(self, global_step: int) -> float:
+        """--anneal-lr's linear decay, 1 - global_step / total. A resume with another budget goes on from the fraction
+        reached at the checkpoint down to 0 at the new one; a finished run's extension decays afresh from --learning-rate."""
+        if not self.args.resume or self.ckpt.get("total", self.total) == self.total:
+            return 1.0 - global_step / self.total
+        start, old_total = self.ckpt["global_step"], self.ckpt["total"]
+        return (1.0 - start / old_total if start < old_total else 1.0) * (1.0 - (global_step - start) / (self.total - start))
 
     def restore(self, counter: str, **state) -> tuple[int, int]:
         """Registers what checkpoints hold (state_dicts, tensors) and loads it from the checkpoint given; with --resume
@@ -670,7 +744,7 @@ class Run:
         if args.resume:
             global_step, count, rng = self.ckpt["global_step"], self.ckpt[counter], self.ckpt["rng"]
             random.setstate(rng["python"])
-            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), rng["numpy_pos"]))
+            np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), rng["numpy_pos"], *rng.get("numpy_gauss", (0, 0.0))))
             torch.set_rng_state(rng["torch"])
             print(f"resumed {self.name} at step {global_step}")
         if args.eval_checkpoint:
@@ -684,11 +758,18 @@ class Run:
         if args.track:
             import wandb
 
-            self.wandb = wandb.init(
-                project=args.wandb_project_name, entity=args.wandb_entity, name=self.name, config=asdict(args), save_code=True, dir=self.dir
-            )
+            resume = dict(id=self.ckpt["wandb_id"], resume="allow") if args.resume and self.ckpt.get("wandb_id") else {}
+            try:  # no key or no network: one line, before any training
+                self.wandb = wandb.init(
+                    project=args.wandb_project_name, entity=args.wandb_entity, name=self.name, config=asdict(args), dir=self.dir, **resume
+                )
+            except Exception as e:
+                fail(
+                    f"--track: W&B did not start ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); `wandb login`, or WANDB_MODE=offline"
+                )
             self.wandb.define_metric("global_step")
             self.wandb.define_metric("*", step_metric="global_step")
+        self.training = True
         return global_step, count
 
     def log(self, global_step: int, metrics: dict) -> None:
@@ -711,21 +792,19 @@ class Run:
         self.file.flush()  # the metrics up to the checkpoint survive a hard kill, for --resume
         path = os.path.join(self.dir, f"{SCRIPT[:-3]}.pt")
         state = {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v.state_dict() for k, v in self.state.items()}
-        _, keys, pos, *_ = np.random.get_state()
-        rng = {
-            "python": random.getstate(),
-            "numpy": torch.from_numpy(keys.astype(np.int64)),
-            "numpy_pos": int(pos),
-            "torch": torch.get_rng_state(),
-        }
-        head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step}
+        _, keys, pos, has_gauss, gauss = np.random.get_state()  # the whole state: a cached second Gaussian too
+        numpy_rng = {"numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(pos), "numpy_gauss": (int(has_gauss), float(gauss))}
+        rng = {"python": random.getstate(), **numpy_rng, "torch": torch.get_rng_state()}
+        head = {"script": SCRIPT, "run_name": self.name, "args": asdict(self.args), "global_step": global_step, "total": self.total}
+        head["wandb_id"] = self.wandb.id if self.wandb is not None else None
         torch.save({**head, **counters, **state, "rng": rng}, path + ".tmp")  # then renamed: a save cut short keeps the last one
         os.replace(path + ".tmp", path)
         return path
 
     def end_iteration(self, global_step: int, last: bool, **counters) -> None:
-        """The progress line every --progress-every seconds (and at the end), videos to W&B, --save-every."""
-        total = self.args.total_timesteps
+        """The progress line every --progress-every seconds (and at the end), videos to W&B, --save-every; after a signal,
+        the checkpoint, the metrics and W&B closed, the command that resumes, and exit status 130 (SIGINT) or 143."""
+        total = self.total
         if last or time.time() - self.last_print >= self.args.progress_every:
             self.last_print, sps = time.time(), self.sps(global_step)
             recent = f"{np.mean(self.returns[-100:]):.1f}" if self.returns else "n/a"
@@ -740,9 +819,15 @@ class Run:
         if self.save_next is not None and global_step >= self.save_next:
             self.checkpoint(global_step, **counters)
             self.save_next += self.args.save_every
+        if self.stop:
+            path = self.checkpoint(global_step, **counters)
+            self.close()
+            command = sys.argv[0] if sys.argv[0].endswith(SCRIPT) else SCRIPT
+            print(f"stopped at step {global_step}, saved {path}; to continue: python {command} --resume {path}", flush=True)
+            raise SystemExit(128 + self.stop)
 
     def upload_videos(self) -> None:
-        video_dir = os.path.join("videos", self.name)
+        video_dir = self.video_dir
         if self.wandb is None or not os.path.isdir(video_dir):
             return
         import wandb
@@ -755,6 +840,8 @@ class Run:
     def evaluate_checkpoint(self, agent, obs_norm) -> dict:
         returns = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes, f" of {self.args.eval_checkpoint}")
         self.envs.close()
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
         return {"eval_returns": returns}
 
     def finish(self, agent, obs_norm, global_step: int, **counters) -> dict:
@@ -763,17 +850,24 @@ class Run:
             summary["checkpoint"] = self.checkpoint(global_step, **counters)
             print(f"saved {summary['checkpoint']}")
         self.envs.close()
+        self.training = False  # Ctrl-C in the evaluation: out at once
         if self.args.eval_episodes:
             summary["eval_returns"] = evaluate(agent, self.args, obs_norm, self.name, self.args.eval_episodes)
             self.log(global_step, {"eval/episodic_return": np.mean(summary["eval_returns"])})
         self.upload_videos()
+        self.close()
+        return summary | counters
+
+    def close(self) -> None:
+        """The metrics file, W&B (its service stopped: the run's records are on disk), the signal handlers as they were."""
         self.file.close()
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)
         if self.wandb is not None:
             import wandb
 
             self.wandb.finish()
-            wandb.teardown()  # stop W&B's service: the run's records are on disk when finish() returns
-        return summary | counters
+            wandb.teardown()
 
 
 def load_checkpoint(path: str) -> dict:
@@ -794,7 +888,10 @@ def load_checkpoint(path: str) -> dict:
 
 def evaluate(agent, args, obs_norm, run_name: str, episodes: int, label: str = "") -> list[float]:
     """Returns of the deterministic policy, observation statistics frozen, on a fresh env seeded apart from training."""
-    envs = make_vec_env(replace(args, num_envs=1), run_name + "-eval", 1, record_all=True)
+    video_dir, n = os.path.join("videos", run_name + "-eval"), 1
+    while args.capture_video and os.path.exists(video_dir):  # each evaluation its own folder
+        n, video_dir = n + 1, os.path.join("videos", f"{run_name}-eval-{n + 1}")
+    envs = make_vec_env(replace(args, num_envs=1), video_dir, 1, episodes=episodes)
     policy, returns = HostPolicy(agent), []
     obs, _ = envs.reset(seed=args.seed + 10_000)
     while len(returns) < episodes:

@@ -465,6 +465,9 @@ def parse_args(argv):
     p.add_argument("--keep", default=None, metavar="DIR", help="work in DIR (must not exist) and keep the trees, runs and logs")
     p.add_argument("--repo", default=str(ROOT), help="the git repository (default: the one holding this file)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds one leg may run (default 600)")
+    p.add_argument(
+        "--ignore-keys", nargs="+", default=[], metavar="KEY", help="checkpoint keys (at any depth) a change adds on purpose: not compared"
+    )
     args = p.parse_args(argv)
     args.configs_list = [c for c in all_configs() if (args.scripts is None or c.script in args.scripts)]
     args.configs_list = [c for c in args.configs_list if args.configs is None or c.name in args.configs]
@@ -480,6 +483,8 @@ def parse_args(argv):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    global SKIP_CHECKPOINT_KEYS
+    SKIP_CHECKPOINT_KEYS = SKIP_CHECKPOINT_KEYS | frozenset(args.ignore_keys)
     t0 = time.perf_counter()
     repo = Path(args.repo).resolve()
     sides = {"old": (args.old, resolve(repo, args.old)), "new": (args.new, resolve(repo, args.new))}

@@ -1,25 +1,33 @@
-"""Learning curves and tables from a campaign's results (benchmark/run.py writes them).
+"""Learning curves and tables from a campaign's results (benchmark/run.py writes them), or from your own runs.
 
   python benchmark/plot.py benchmark/results/quick            # -> curves.png, table.md, mapping.md there
   python benchmark/plot.py benchmark/results/speed --speed    # -> table.md with steps per second only
+  python benchmark/plot.py runs/<run>                         # your run's metrics.jsonl -> runs/<run>/curves.png
+  python benchmark/plot.py runs/                              # every run in runs/, overlaid -> runs/curves.png
 
-curves.png: one panel per env; each implementation's mean over seeds (line) and +-1 standard deviation (band),
-ours solid and the peers dashed in the same colour. A seed's curve at step x is the mean of its last --window
-training episodes that ended by x.
+A campaign's curves.png: one panel per env; each implementation's mean over seeds (line) and +-1 standard
+deviation (band), ours solid and the peers dashed in the same colour. A seed's curve at step x is the mean of its
+last --window training episodes that ended by x.
 table.md: per env and script, the return (metric named), the final deterministic evaluation, SPS, beside the
 reference (the script's peer; ppo.py for ppo_kl.py), with the ratios and the bootstrap "no worse" verdict.
 mapping.md: the peers' hyper-parameter mapping tables, as the runs recorded them.
+
+Your own runs (a folder holding metrics.jsonl, or a folder of them; no W&B needed), one PNG: on top the episodic
+return against global_step, each episode faint, the mean of the last --window episodes solid, the final evaluation
+(eval/episodic_return) as a star; below, a panel per loss or diagnostic logged (losses/*, charts/learning_rate),
+the runs overlaid, labelled by their folder names. Runs still training are drawn as far as they have got.
 """
 
 import argparse
 import glob
+import itertools
 import json
 import os
 import textwrap
 import warnings
 
 import numpy as np
-from run import DEFINITIONS  # as run.py writes them into each result; used for results without them
+from run import DEFINITIONS, read_metrics  # as run.py writes them into each result; used for results without them
 
 COLOURS = {"reinforce": "tab:brown", "a2c": "tab:green", "trpo": "tab:purple", "ppo": "tab:blue", "ppo_kl": "tab:cyan", "sac": "tab:red"}
 REFERENCE = {"ppo_kl.py": "ppo"}  # no peer: compare with ppo.py (PPO paper, section 6.1: adaptive KL ~90% of clip)
@@ -229,14 +237,122 @@ def mapping_doc(results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def find_runs(path: str) -> list[str]:
+    """[path] if it is a run folder (it holds metrics.jsonl), else the run folders in it; [] for a campaign's results."""
+    if os.path.isfile(os.path.join(path, "metrics.jsonl")):
+        return [path]
+    return sorted(os.path.dirname(m) for m in glob.glob(os.path.join(path, "*", "metrics.jsonl")))
+
+
+def read_run(run_dir: str) -> list[dict]:
+    """metrics.jsonl's records up to a partial last line (a run still writing). A --resume appends from its
+    checkpoint's step: what the stopped run logged past the first step logged again is dropped (curves go forward)."""
+    records: list[dict] = []
+    for r in read_metrics(run_dir):
+        while records and records[-1]["global_step"] > r["global_step"]:
+            records.pop()
+        records.append(r)
+    return records
+
+
+def series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(global_step, value) of the records that hold `key`."""
+    points = np.array([(r["global_step"], r[key]) for r in records if key in r], dtype=float).reshape(-1, 2)
+    return points[:, 0], points[:, 1]
+
+
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Mean of the last `window` values at each point (of all of them, before `window` are in)."""
+    csum = np.concatenate([[0.0], np.cumsum(x)])
+    hi = np.arange(1, len(x) + 1)
+    lo = np.maximum(hi - window, 0)
+    return (csum[hi] - csum[lo]) / (hi - lo)
+
+
+def few(x: np.ndarray) -> dict:
+    """Dots on a line of few points (one point alone draws no line)."""
+    return dict(marker="o", ms=3) if len(x) < 50 else {}
+
+
+def plot_runs(runs: dict[str, list[dict]], path: str, title: str, window: int) -> list[str]:
+    """The return panel and one panel per loss or diagnostic; returns the panels' names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
+
+    keys = dict.fromkeys(k for records in runs.values() for r in records for k in r)  # in the order first logged
+    metrics = [k for k in keys if k.startswith("losses/") or k == "charts/learning_rate"]
+    ncols = max(1, min(3, len(metrics)))
+    nrows = -(-len(metrics) // ncols)
+    fig = plt.figure(figsize=(5.2 * ncols, 4.2 + 2.5 * nrows), layout="constrained")
+    grid = fig.add_gridspec(1 + nrows, ncols, height_ratios=[1.7] + [1] * nrows)
+    top = fig.add_subplot(grid[0, :])
+    axes = [fig.add_subplot(grid[1 + i // ncols, i % ncols], sharex=top) for i in range(len(metrics))]
+    colours = itertools.cycle(plt.get_cmap("tab10").colors)
+    for (name, records), colour in zip(runs.items(), colours, strict=False):
+        steps, returns = series(records, "charts/episodic_return")
+        top.plot(steps, returns, color=colour, alpha=0.25, lw=0.8)
+        top.plot(steps, moving_average(returns, window), color=colour, lw=1.8, label=name, **few(steps))
+        top.plot(*series(records, "eval/episodic_return"), "*", color=colour, mec="k", ms=13)
+        for ax, metric in zip(axes, metrics, strict=True):
+            x, y = series(records, metric)
+            ax.plot(x, y, color=colour, lw=1.2, **few(x))
+    if "charts/episodic_return" not in keys:
+        top.text(0.5, 0.5, "no episode finished yet", transform=top.transAxes, ha="center", va="center", color="0.4")
+    top.set_title(f"episodic return: each episode (faint), mean of the last {window} (solid), final evaluation (star)", fontsize=10)
+    top.set_ylabel("episodic return")
+    top.legend(fontsize=8, loc="best", ncols=1 + len(runs) // 10)
+    top.xaxis.set_major_formatter(EngFormatter(sep=""))  # the panels below share it
+    for ax, metric in zip(axes, metrics, strict=True):
+        ax.set_title(metric, fontsize=10)
+    for ax in [top, *axes]:
+        ax.grid(alpha=0.3)
+    for ax in axes[-ncols:] or [top]:  # the lowest panel of each column
+        ax.set_xlabel("global_step")
+    fig.suptitle(title, fontsize=11)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return ["episodic return", *metrics]
+
+
+def main_runs(run_dirs: list[str], path: str, out: str | None, window: int) -> int:
+    runs = {}
+    for d in run_dirs:
+        name, records = os.path.basename(os.path.normpath(d)), read_run(d)
+        if not records:
+            print(f"{name}: nothing logged yet, left out")
+            continue
+        runs[name] = records
+        episodes, evals = series(records, "charts/episodic_return")[1], series(records, "eval/episodic_return")[1]
+        note = f", eval {evals[-1]:.1f}" if len(evals) else ""
+        note += "" if len(episodes) else "; no episode finished yet: its losses only"
+        print(f"{name}: step {records[-1]['global_step']}, {len(episodes)} episodes{note}")
+    if not runs:
+        print(f"no metrics logged yet in {path}")
+        return 1
+    png = out if out and out.endswith(".png") else os.path.join(out or path, "curves.png")
+    os.makedirs(os.path.dirname(png) or ".", exist_ok=True)
+    panels = plot_runs(runs, png, os.path.basename(os.path.normpath(os.path.abspath(path))), window)
+    print("panels: " + ", ".join(panels))
+    print(f"wrote {png}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("results_dir", help="a campaign's results, e.g. benchmark/results/quick")
-    p.add_argument("--out", help="where to write curves.png, table.md, mapping.md (default: the results dir)")
+    p.add_argument("results_dir", help="a campaign's results (benchmark/results/quick), a run folder (runs/<run>) or a folder of runs")
+    p.add_argument("--out", help="where to write curves.png, table.md, mapping.md (default: the results dir); for runs, a folder or a .png")
     p.add_argument("--speed", action="store_true", help="a table of steps per second only, no curves")
-    p.add_argument("--window", type=int, default=10, help="episodes averaged into each seed's curve")
-    p.add_argument("--include-running", action="store_true", help="also show runs not finished yet")
+    p.add_argument("--window", type=int, default=10, help="episodes averaged into each seed's (or run's) curve")
+    p.add_argument("--include-running", action="store_true", help="also show runs not finished yet (runs folders: always)")
     a = p.parse_args(argv)
+    run_dirs = find_runs(a.results_dir)
+    if run_dirs:
+        if a.speed:
+            p.error("--speed needs a campaign's results (benchmark/run.py), not run folders")
+        return main_runs(run_dirs, a.results_dir, a.out, a.window)
     results = load(a.results_dir, a.include_running)
     if not results:
         print(f"no finished results in {a.results_dir}")

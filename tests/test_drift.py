@@ -32,7 +32,7 @@ def present_scripts() -> list[str]:
 
 def test_template_declares_blocks():
     blocks = shared_blocks(os.path.join(ROOT, "ppo.py"))
-    for name in ("imports", "args-network", "args-normalisation", "args-common", "policy", "gae", "rollout", "on-policy", "plumbing"):
+    for name in ("imports", "args-on-policy", "args-common", "policy", "gae", "rollout", "on-policy", "plumbing"):
         assert name in blocks
 
 
