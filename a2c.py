@@ -195,8 +195,7 @@ class RMSpropTF(torch.optim.Optimizer):
     PyTorch's RMSprop differs twice. v starts at 0, so its first step is lr g / (sqrt(1 - alpha) |g|), 10 lr in every
     coordinate whatever the gradient's size; here the first steps are about lr g, growing into the adaptive step as v
     forgets its start (in about 1 / (1 - alpha) = 100 steps). And eps sits outside the root, so where v is tiny the
-    step is lr g / eps rather than lr g / sqrt(eps): that one destabilises A2C (stable-baselines3 PR #110). The
-    torch._foreach_* calls update all parameters in one call each, as torch.optim's own optimisers do."""
+    step is lr g / eps rather than lr g / sqrt(eps): that one destabilises A2C (stable-baselines3 PR #110)."""
 
     def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 1e-5):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))
@@ -204,18 +203,14 @@ class RMSpropTF(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            grads = [p.grad for p in params]
-            for p in params:
+            for p in [p for p in group["params"] if p.grad is not None]:
                 if not self.state[p]:
                     self.state[p]["square_avg"] = torch.ones_like(p)  # TensorFlow's start; PyTorch's is zeros
-            square_avgs = [self.state[p]["square_avg"] for p in params]
-            # v <- alpha v + (1 - alpha) g^2
-            torch._foreach_mul_(square_avgs, group["alpha"])
-            torch._foreach_addcmul_(square_avgs, grads, grads, value=1 - group["alpha"])
-            # theta <- theta - lr g / sqrt(v + eps)
-            denominators = torch._foreach_sqrt(torch._foreach_add(square_avgs, group["eps"]))
-            torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
+                v, g = self.state[p]["square_avg"], p.grad
+                # v <- alpha v + (1 - alpha) g^2
+                v.mul_(group["alpha"]).addcmul_(g, g, value=1 - group["alpha"])
+                # theta <- theta - lr g / sqrt(v + eps)
+                p.addcdiv_(g, (v + group["eps"]).sqrt(), value=-group["lr"])
 
 
 def validate_args(args: Args) -> None:

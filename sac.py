@@ -195,9 +195,10 @@ def alpha_loss(log_alpha: torch.Tensor, log_pi: torch.Tensor, *, target_entropy:
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, *, tau: float) -> None:
-    """Polyak averaging, in place: theta_targ <- (1 - tau) theta_targ + tau theta, i.e. theta_targ.lerp_(theta, tau)
-    for every tensor, in one call (the private torch._foreach_lerp_, as torch.optim.swa_utils' EMA does)."""
-    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
+    """Polyak averaging, in place: theta_targ <- (1 - tau) theta_targ + tau theta, i.e. theta_targ.lerp_(theta, tau)."""
+    with torch.no_grad():
+        for target_param, param in zip(target.parameters(), source.parameters(), strict=True):
+            target_param.lerp_(param, tau)
 
 
 def sac_losses(actor: Actor, qf: TwinQNetwork, qf_target: TwinQNetwork, log_alpha, batch, *, gamma, update_actor, autotune, target_entropy):
