@@ -84,6 +84,7 @@ class Args:
     resume: str | None = None  # resume this checkpoint's run (its args the defaults, flags override; lr annealing: to 0 at a new budget)
     eval_checkpoint: str | None = None  # evaluate this checkpoint (no training), with its normalisation statistics frozen
     eval_episodes: int = 10  # episodes of the deterministic (mean-action) evaluation after training; 0 skips it
+    eval_every: int = 0  # also evaluate every this many steps during training (eval/episodic_return; own env and RNG); 0: never
     progress_every: float = 10.0  # seconds between two progress lines on stdout
     # === end shared: args-common ===
 
@@ -313,7 +314,7 @@ def main(args: Args) -> dict:
     # What checkpoints hold (not the replay buffer), restored here from --resume or --eval-checkpoint; evaluation
     # skips the optimizer, whose parameters --no-autotune would change
     state = dict(actor=actor, qf=qf, qf_target=qf_target, log_alpha=log_alpha) | ({} if args.eval_checkpoint else dict(optimizer=optimizer))
-    global_step, update_step = run.restore("update_step", **state)
+    global_step, update_step = run.restore("update_step", evaluate_with=(actor, float32), **state)
     if args.eval_checkpoint:
         return run.evaluate_checkpoint(actor, float32)
     if args.resume:
@@ -458,8 +459,8 @@ def validate_common(args) -> None:
     for flag in ("total_timesteps", "num_envs", "torch_threads"):
         if getattr(args, flag) < 1:
             fail(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
-    if args.eval_episodes < 0 or args.save_every < 0:
-        fail("--eval-episodes and --save-every must be non-negative")
+    if min(args.eval_episodes, args.save_every, args.eval_every) < 0:
+        fail("--eval-episodes, --save-every and --eval-every must be non-negative")
     if not args.learning_rate > 0:
         fail(f"--learning-rate must be positive, got {args.learning_rate}")
     if not 0 < args.gamma <= 1:
@@ -575,10 +576,11 @@ class Run:
         start, old_total = self.ckpt["global_step"], self.ckpt["total"]
         return (1.0 - start / old_total if start < old_total else 1.0) * (1.0 - (global_step - start) / (self.total - start))
 
-    def restore(self, counter: str, **state) -> tuple[int, int]:
+    def restore(self, counter: str, evaluate_with: tuple, **state) -> tuple[int, int]:
         """Registers what checkpoints hold (state_dicts, tensors) and loads it from the checkpoint given; with --resume
-        also the RNG states. Returns global_step and the counter named `counter` to continue from (0, 0 if new)."""
-        self.state, global_step, count, args = state, 0, 0, self.args
+        also the RNG states; evaluate_with = (policy, obs_norm) for --eval-every. Returns global_step and the counter
+        named `counter` to continue from (0, 0 if new)."""
+        self.state, self.evaluate_with, global_step, count, args = state, evaluate_with, 0, 0, self.args
         for key, value in state.items() if self.ckpt else ():
             if isinstance(value, torch.Tensor):
                 with torch.no_grad():
@@ -599,6 +601,7 @@ class Run:
         self.file = open(os.path.join(self.dir, "metrics.jsonl"), "a")
         self.start_time, self.start_step, self.excluded_time, self.last_print = time.time(), global_step, 0.0, 0.0
         self.save_next = global_step + args.save_every if args.save_every else None
+        self.eval_next = (global_step // args.eval_every + 1) * args.eval_every if args.eval_every else None
         if args.track:
             import wandb
 
@@ -663,6 +666,11 @@ class Run:
         if self.save_next is not None and global_step >= self.save_next:
             self.checkpoint(global_step, **counters)
             self.save_next += self.args.save_every
+        if self.eval_next is not None and global_step >= self.eval_next and not last:  # the last: finish() evaluates
+            start, (policy, obs_norm) = time.time(), self.evaluate_with
+            returns = evaluate(policy, self.args, obs_norm, self.name, self.args.eval_episodes, f" at step {global_step}")
+            self.log(global_step, {"eval/episodic_return": np.mean(returns)})
+            self.eval_next, self.excluded_time = self.eval_next + self.args.eval_every, self.excluded_time + time.time() - start
         if self.stop:
             path = self.checkpoint(global_step, **counters)
             self.close()

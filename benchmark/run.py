@@ -117,7 +117,7 @@ SUITES = {
 # ---------------------------------------------------------------------------------------------------
 PLUMBING = {
     "exp_name", "seed", "torch_deterministic", "cuda", "torch_threads", "track", "wandb_project_name", "wandb_entity",
-    "capture_video", "save_model", "save_every", "resume", "eval_checkpoint", "eval_episodes", "progress_every",
+    "capture_video", "save_model", "save_every", "resume", "eval_checkpoint", "eval_episodes", "eval_every", "progress_every",
     "env_id", "env_kwargs", "total_timesteps", "compile", "log_every",
 }  # fmt: skip
 NOTES = {

@@ -120,14 +120,14 @@ def test_the_whole_numpy_random_state_survives_a_checkpoint():
     after a resume are those of an uninterrupted generator."""
     args = tiny()
     run = ppo.Run(args)
-    run.restore("iteration")
+    run.restore("iteration", evaluate_with=None)
     np.random.standard_normal(3)
     path = run.checkpoint(0, iteration=0)
     expected = np.random.standard_normal(5)
     run.close()
     np.random.standard_normal(7)  # anything in between
     again = ppo.Run(replace(args, resume=path))
-    again.restore("iteration")
+    again.restore("iteration", evaluate_with=None)
     assert np.array_equal(np.random.standard_normal(5), expected)
     again.close()
 
@@ -280,3 +280,22 @@ def test_one_video_per_evaluated_episode_and_each_evaluation_in_its_own_folder(m
     empty = [d for d in glob.glob("videos/*") if not os.listdir(d)]
     assert not empty, empty
     assert json.load(open(os.path.join(summary["run_dir"], "args.json")))["capture_video"]
+
+
+# ------------------------------------------------------------------------------------------------ periodic evaluation
+
+
+@pytest.mark.parametrize("module, kw", [(ppo, dict(TINY, env_id="Pendulum-v1")), (sac, dict(env_id="Pendulum-v1", learning_starts=64))])
+def test_periodic_evaluation_logs_and_leaves_training_unchanged(module, kw):
+    """--eval-every N: eval/episodic_return at every N steps (and the final one), with its own env and no draw from
+    the training RNG, so every training number is the same as without it."""
+    args = module.Args(**{**kw, "total_timesteps": 384, "eval_episodes": 1, "seed": 3})
+    plain = module.main(args)
+    evaluated = module.main(replace(args, eval_every=128))
+
+    def training(run_dir):
+        return [{k: v for k, v in r.items() if k != "charts/SPS"} for r in read_metrics(run_dir) if "eval/episodic_return" not in r]
+
+    assert training(plain["run_dir"]) == training(evaluated["run_dir"])
+    evals = [r["global_step"] for r in read_metrics(evaluated["run_dir"]) if "eval/episodic_return" in r]
+    assert evals == [128, 256, 384] and plain["eval_returns"] == evaluated["eval_returns"]
