@@ -215,8 +215,7 @@ def ppo_kl_loss(agent: Agent, obs, actions, logprobs, advantages, returns, old_d
     v_loss = 0.5 * ((newvalue - returns) ** 2).mean()  # PPO-KL: L^VF = 1/2 E[(V - R)^2], no epsilon to clip with
     entropy_loss = entropy.mean()
     loss = pg_loss - ent_coef * entropy_loss + vf_coef * v_loss
-    with torch.no_grad():
-        approx_kl = ((ratio - 1) - logratio).mean()  # KL(pi_old || pi) by E[(r - 1) - log r] (unbiased, non-negative; Schulman's k3)
+    approx_kl = ((ratio.detach() - 1) - logratio.detach()).mean()  # KL(pi_old || pi) ~ E[(r - 1) - log r] (unbiased, >= 0; Schulman's k3)
     stats = {"policy_loss": pg_loss, "value_loss": v_loss, "entropy": entropy_loss, "approx_kl": approx_kl}
     return loss, {k: v.detach() for k, v in stats.items()}
 

@@ -647,7 +647,7 @@ def sps_after_warmup(records: list[dict], warmup: int, log_text: str) -> float |
 def summarise(records: list[dict], log_text: str, warmup: int = 0) -> dict:
     """Curve, last-100 return, evaluation, SPS of one run. With a warm-up (our SAC's learning_starts, whose
     charts/SPS counts it), SPS is taken after it; the peer adapter already starts its clock after it."""
-    steps, returns, sps, evaluation = [], [], None, None
+    steps, returns, sps, evaluation, evals = [], [], None, None, {"global_step": [], "return": []}
     for r in records:
         if "charts/episodic_return" in r:
             steps.append(r["global_step"])
@@ -656,6 +656,8 @@ def summarise(records: list[dict], log_text: str, warmup: int = 0) -> dict:
             sps = r["charts/SPS"]
         if "eval/episodic_return" in r:
             evaluation = {"mean": r["eval/episodic_return"]}
+            evals["global_step"].append(r["global_step"])  # --eval-every's curve (its last point: the final evaluation)
+            evals["return"].append(round(r["eval/episodic_return"], 3))
     m = list(re.finditer(r"^evaluation: mean return (\S+) \+- (\S+) over (\d+) episodes", log_text, re.M))
     if m:
         evaluation = {"mean": float(m[-1][1]), "std": float(m[-1][2]), "episodes": int(m[-1][3])}
@@ -666,6 +668,7 @@ def summarise(records: list[dict], log_text: str, warmup: int = 0) -> dict:
         "n_episodes": len(returns),
         "return_last100": sum(tail) / len(tail) if tail else None,
         "eval": evaluation,
+        "eval_curve": evals,
         "sps": (sps_after_warmup(records, warmup, log_text) or sps) if warmup else sps,
     }
 
