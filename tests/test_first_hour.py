@@ -172,10 +172,13 @@ def test_a_resume_continues_the_same_wandb_run_and_no_track_turns_it_off():
     assert ckpt["wandb_id"] and offline_run_ids(first["run_dir"]) == [ckpt["wandb_id"]]
     args = ppo.Args(**{**ckpt["args"], "resume": first["checkpoint"], "total_timesteps": 256, "hidden_sizes": (64, 64)})
     assert args.track  # inherited from the checkpoint
-    ppo.main(args)
-    assert offline_run_ids(first["run_dir"]) == [ckpt["wandb_id"]] * 2  # the same run, resumed
-    ppo.main(replace(args, track=False, total_timesteps=384))
-    assert len(offline_run_ids(first["run_dir"])) == 2
+    resumed = ppo.main(args)
+    assert torch.load(resumed["checkpoint"], weights_only=True)["wandb_id"] == ckpt["wandb_id"]  # the same run, resumed
+    folders = offline_run_ids(first["run_dir"])  # one offline folder per start (two starts in one second share one)
+    assert set(folders) == {ckpt["wandb_id"]}
+    untracked = ppo.main(replace(args, track=False, total_timesteps=384))
+    assert torch.load(untracked["checkpoint"], weights_only=True)["wandb_id"] is None
+    assert offline_run_ids(first["run_dir"]) == folders
 
 
 def test_wandb_that_cannot_start_is_one_line_before_training(tmp_path):
