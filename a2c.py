@@ -44,13 +44,16 @@ class Args:
     anneal_lr: bool = True  # decay the learning rate linearly to 0 over the run (baselines' lrschedule "linear"; Tianshou's lr_decay; SB3 keeps it constant)
     gamma: float = 0.99  # gamma: discount factor, in (0, 1]
     gae_lambda: float = 0.95  # lambda of GAE, in [0, 1]: 1 is the paper's n-step return (SB3's default), 0 the one-step TD advantage; 0.95 as Tianshou, which found it better than 1 on MuJoCo
+    return_scaling: bool = False  # the critic learns R_t / sigma_R, sigma_R a running std of the lambda-returns, rewards left raw (Tianshou's MuJoCo A2C: on; use with --no-norm-reward)
     norm_adv: bool = False  # normalise advantages over the batch to mean 0, std 1 (off in the paper, baselines, SB3 and Tianshou)
     ent_coef: float = 0.01  # c_e: entropy bonus coefficient (Mnih et al. and baselines: 0.01; Tianshou's MuJoCo A2C: 0.01; SB3: 0)
     vf_coef: float = 0.5  # c_v: value-loss coefficient (baselines, SB3 and Tianshou: 0.5)
     max_grad_norm: float = 0.5  # global gradient-norm clipping threshold (baselines, SB3 and Tianshou: 0.5)
-    optimizer: str = "rmsprop"  # rmsprop (as TensorFlow defines it, which A2C was tuned with) or adam
+    optimizer: str = (
+        "rmsprop"  # rmsprop (as TensorFlow defines it, which A2C was tuned with), torch-rmsprop (PyTorch's, as Tianshou) or adam
+    )
     rmsprop_alpha: float = 0.99  # alpha: decay of RMSprop's running mean of squared gradients (baselines and SB3: 0.99)
-    rmsprop_eps: float = 1e-5  # epsilon of RMSprop, inside the square root (baselines and SB3: 1e-5)
+    rmsprop_eps: float = 1e-5  # epsilon of RMSprop, inside the square root (baselines and SB3: 1e-5); torch-rmsprop: outside it
     adam_eps: float = 1e-5  # Adam epsilon, with --optimizer adam (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)
     # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
@@ -218,8 +221,8 @@ def validate_args(args: Args) -> None:
     """Bad input fails here, before any env is built or a step is taken (the checks are in part two)."""
     validate_common(args)
     validate_on_policy(args)
-    if args.optimizer not in ("rmsprop", "adam"):
-        fail(f"--optimizer must be one of ['rmsprop', 'adam'], got {args.optimizer!r}")
+    if args.optimizer not in ("rmsprop", "torch-rmsprop", "adam"):
+        fail(f"--optimizer must be one of ['rmsprop', 'torch-rmsprop', 'adam'], got {args.optimizer!r}")
     if not 0 <= args.rmsprop_alpha < 1:
         fail(f"--rmsprop-alpha must be in [0, 1), got {args.rmsprop_alpha}")
 
@@ -261,13 +264,14 @@ class Rollout:
             run.log_episodes(global_step, infos)
         return next_obs, global_step
 
-    def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device):
-        """2) GAE over the rollout, (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t)."""
+    def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device, value_scale: float = 1.0):
+        """2) GAE over the rollout, (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t). With a
+        critic that learns scaled returns (a2c's --return-scaling), value_scale = sigma turns its values into returns."""
         # next_values[t] = V(s_{t+1}) of each transition's own next state: V(true final obs) at a truncation
         next_values = np.concatenate([self.values[1:], policy.value(next_obs)[None]])
-        next_values = np.where(self.dones.astype(bool), self.final_values, next_values)
+        next_values = np.where(self.dones.astype(bool), self.final_values, next_values) * value_scale
         b_rewards, b_values, b_next_values, b_terminations, b_dones = (
-            torch.as_tensor(x, device=device) for x in (self.rewards, self.values, next_values, self.terminations, self.dones)
+            torch.as_tensor(x, device=device) for x in (self.rewards, self.values * value_scale, next_values, self.terminations, self.dones)
         )
         advantages, returns = compute_gae(b_rewards, b_values, b_next_values, b_terminations, b_dones, gamma, gae_lambda)
         return advantages, returns, b_values
@@ -285,9 +289,13 @@ def main(args: Args) -> dict:
     agent = Agent(run.obs_dim, run.action_dim, run.discrete, args).to(device)
     if args.optimizer == "rmsprop":
         optimizer = RMSpropTF(agent.parameters(), lr=args.learning_rate, alpha=args.rmsprop_alpha, eps=args.rmsprop_eps)
+    elif args.optimizer == "torch-rmsprop":
+        optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=args.rmsprop_alpha, eps=args.rmsprop_eps)
     else:  # fused=True: one kernel for the whole parameter update
         optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
     state = dict(agent=agent, optimizer=optimizer, obs_rms=obs_norm.rms, return_rms=reward_scaler.rms)  # what checkpoints hold
+    if args.return_scaling:  # sigma_R of the value targets
+        state["target_rms"] = target_rms = RunningMeanStd()
     global_step, start_iteration = run.restore("iteration", evaluate_with=(agent, obs_norm), **state)  # from --resume or --eval-checkpoint
     if args.eval_checkpoint:
         return run.evaluate_checkpoint(agent, obs_norm)
@@ -307,14 +315,18 @@ def main(args: Args) -> dict:
         next_obs, global_step = rollout.collect(envs, policy, next_obs, obs_norm, reward_scaler, run, global_step)
 
         # 2) Advantages and returns: GAE(gamma, lambda)
-        advantages, returns, values = rollout.advantages(policy, next_obs, args.gamma, args.gae_lambda, device)
+        sigma = float(np.sqrt(target_rms.var + 1e-8)) if args.return_scaling else 1.0
+        advantages, returns, values = rollout.advantages(policy, next_obs, args.gamma, args.gae_lambda, device, value_scale=sigma)
+        targets = returns / sigma  # the critic's target in its own units, R_t / sigma_R (R_t itself without --return-scaling)
+        if args.return_scaling:
+            target_rms.update(returns.reshape(-1).cpu().numpy().astype(np.float64))
 
         # 3) One gradient step on the whole batch
         b_obs = torch.as_tensor(rollout.obs, device=device).reshape(batch_size, run.obs_dim)  # (T * N, obs_dim)
         b_actions = torch.as_tensor(rollout.actions, device=device).reshape((batch_size,) + envs.single_action_space.shape)
         b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         loss, stats = loss_fn(
-            agent, b_obs, b_actions, b_advantages, b_returns, norm_adv=args.norm_adv, ent_coef=args.ent_coef, vf_coef=args.vf_coef
+            agent, b_obs, b_actions, b_advantages, targets.reshape(-1), norm_adv=args.norm_adv, ent_coef=args.ent_coef, vf_coef=args.vf_coef
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

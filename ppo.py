@@ -248,13 +248,14 @@ class Rollout:
             run.log_episodes(global_step, infos)
         return next_obs, global_step
 
-    def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device):
-        """2) GAE over the rollout, (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t)."""
+    def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device, value_scale: float = 1.0):
+        """2) GAE over the rollout, (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t). With a
+        critic that learns scaled returns (a2c's --return-scaling), value_scale = sigma turns its values into returns."""
         # next_values[t] = V(s_{t+1}) of each transition's own next state: V(true final obs) at a truncation
         next_values = np.concatenate([self.values[1:], policy.value(next_obs)[None]])
-        next_values = np.where(self.dones.astype(bool), self.final_values, next_values)
+        next_values = np.where(self.dones.astype(bool), self.final_values, next_values) * value_scale
         b_rewards, b_values, b_next_values, b_terminations, b_dones = (
-            torch.as_tensor(x, device=device) for x in (self.rewards, self.values, next_values, self.terminations, self.dones)
+            torch.as_tensor(x, device=device) for x in (self.rewards, self.values * value_scale, next_values, self.terminations, self.dones)
         )
         advantages, returns = compute_gae(b_rewards, b_values, b_next_values, b_terminations, b_dones, gamma, gae_lambda)
         return advantages, returns, b_values
