@@ -51,13 +51,13 @@ class Args:
     target_kl: float | None = None  # stop the epochs early once the approximate KL exceeds this (CleanRL's per-epoch check); None: off
     max_grad_norm: float = 0.5  # global gradient-norm clipping threshold
     adam_eps: float = 1e-5  # Adam epsilon (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)
+    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
     # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
     activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu
     hidden_init_gain: float = 2**0.5  # orthogonal-init gain of the hidden layers (sqrt 2; Implementation Matters)
     policy_init_gain: float = 0.01  # orthogonal-init gain of the policy head: a near-uniform initial policy
     value_init_gain: float = 1.0  # orthogonal-init gain of the value head
-    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
     norm_obs: bool | None = None  # normalise observations by a running mean/std (--[no-]norm-obs); None: on for Box, off for Discrete
     norm_reward: bool | None = None  # scale rewards by the std of the discounted return (--[no-]norm-reward); None: as --norm-obs
     clip_obs: float = 10.0  # clip normalised observations to [-clip_obs, clip_obs]

@@ -55,13 +55,13 @@ class Args:
     backtrack_iters: int = 10  # line search: tries before the old policy is kept (sb3-contrib: 10)
     fvp_subsample: int = 1  # Fisher-vector products on every k-th sample only, k times cheaper (Schulman's thesis, p. 40: the KL's curvature needs fewer samples than the gradient; sb3-contrib: 1; baselines: 5)
     adam_eps: float = 1e-5  # the critic's Adam epsilon (SB3 policies: 1e-5)
+    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
     # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
     activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu
     hidden_init_gain: float = 2**0.5  # orthogonal-init gain of the hidden layers (sqrt 2; Implementation Matters)
     policy_init_gain: float = 0.01  # orthogonal-init gain of the policy head: a near-uniform initial policy
     value_init_gain: float = 1.0  # orthogonal-init gain of the value head
-    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
     norm_obs: bool | None = None  # normalise observations by a running mean/std (--[no-]norm-obs); None: on for Box, off for Discrete
     norm_reward: bool | None = None  # scale rewards by the std of the discounted return (--[no-]norm-reward); None: as --norm-obs
     clip_obs: float = 10.0  # clip normalised observations to [-clip_obs, clip_obs]
