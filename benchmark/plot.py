@@ -4,11 +4,13 @@
   python benchmark/plot.py benchmark/results/speed --speed    # -> table.md with steps per second only
   python benchmark/plot.py runs/<run>                         # your run's metrics.jsonl -> runs/<run>/curves.png
   python benchmark/plot.py runs/                              # every run in runs/, overlaid -> runs/curves.png
+  python benchmark/plot.py benchmark/results/a2c-x --ablation benchmark/results/a2c-y   # a row per campaign, on stdout
 
 A campaign's curves.png: one panel per env; each implementation's mean over seeds (line) and +-1 standard
 deviation (band), ours solid and the peers dashed in the same colour. A seed's curve at step x is the mean of its
 last --window training episodes that ended by x.
-table.md: per env and script, the return (metric named), the final deterministic evaluation, SPS, beside the
+table.md: per env and script, the return (metric named), the final deterministic evaluation, the best of the
+seed-mean --eval-every curve (Tianshou's metric; with --eval-every runs), SPS, beside the
 reference (the script's peer; ppo.py for ppo_kl.py), with the ratios and the bootstrap "no worse" verdict.
 mapping.md: the peers' hyper-parameter mapping tables, as the runs recorded them.
 
@@ -129,6 +131,39 @@ def plot_curves(results: list[dict], path: str, title: str, window: int) -> None
     plt.close(fig)
 
 
+def best_eval(runs: list[dict], budget: int | None = None) -> tuple[float, int] | None:
+    """Tianshou's metric: the maximum over evaluation steps (up to budget) of the seed-mean --eval-every return, and
+    its step; None unless every seed has the same evaluation steps."""
+    curves = [r.get("eval_curve") for r in runs]
+    if not curves or not all(curves) or len({tuple(c["global_step"]) for c in curves}) != 1:
+        return None
+    steps = np.array(curves[0]["global_step"])
+    keep = steps <= (budget or steps.max())
+    mean = np.mean([np.array(c["return"])[keep] for c in curves], 0)
+    return float(mean.max()), int(steps[keep][mean.argmax()])
+
+
+def ablation(dirs: list[str]) -> str:
+    """One row per campaign (a setting tried), one column pair per env: best_eval (Tianshou's metric) and the mean of
+    the last 100 training episodes (CleanRL's), the per-seed values in brackets."""
+    campaigns = [(os.path.basename(os.path.normpath(d)), load(d)) for d in dirs]
+    envs = list(dict.fromkeys(r["env_id"] for _, results in campaigns for r in results))
+    lines = ["| campaign | flags | " + " | ".join(f"{e}: best eval (step) | {e}: last 100 (seeds)" for e in envs) + " |"]
+    lines.append("|---|---|" + "---|---|" * len(envs))
+    for name, results in campaigns:
+        if not results:
+            continue
+        flags = " ".join(f for f in results[0]["config"]["flags"] if f not in ("--eval-every", "30000", "--eval-episodes", "10"))
+        cells = [name, f"`{flags}`" if flags else "(defaults)"]
+        for env in envs:
+            runs = sorted((r for r in results if r["env_id"] == env), key=lambda r: r["seed"])
+            best, last = best_eval(runs), [r["return_last100"] for r in runs]
+            cells.append(f"{best[0]:.0f} ({best[1] // 1000}k)" if best else "-")
+            cells.append(f"{np.mean(last):.0f} ({', '.join(f'{x:.0f}' for x in last)})" if last else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def fmt(values: list[float], digits: int = 1) -> str:
     values = [v for v in values if v is not None]
     if not values:
@@ -161,16 +196,17 @@ def table(results: list[dict], title: str) -> str:
     lines = [
         f"## {title}",
         "",
-        "| env | ours | seeds | return (last 100 episodes) | eval (deterministic) | reference | its return | its eval "
-        "| return ratio | diff of returns, 95% CI | verdict | SPS | its SPS | SPS ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| env | ours | seeds | return (last 100 episodes) | eval (deterministic) | best eval (step) | reference | its return "
+        "| its eval | return ratio | diff of returns, 95% CI | verdict | SPS | its SPS | SPS ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows(results):
         runs, ref = row["runs"], row["ref"]
         ret = [r["return_last100"] for r in runs if r["return_last100"] is not None]
         ev = [r["eval"]["mean"] for r in runs if r.get("eval")]
         sps = [r["sps"] for r in runs if r.get("sps")]
-        cells = [row["env"], label(runs[0]), str(len(runs)), fmt(ret), fmt(ev)]
+        best = best_eval(runs)
+        cells = [row["env"], label(runs[0]), str(len(runs)), fmt(ret), fmt(ev), f"{best[0]:.1f} ({best[1]})" if best else "-"]
         if ref:
             ref_ret = [r["return_last100"] for r in ref if r["return_last100"] is not None]
             ref_ev = [r["eval"]["mean"] for r in ref if r.get("eval")]
@@ -347,7 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", action="store_true", help="a table of steps per second only, no curves")
     p.add_argument("--window", type=int, default=10, help="episodes averaged into each seed's (or run's) curve")
     p.add_argument("--include-running", action="store_true", help="also show runs not finished yet (runs folders: always)")
+    p.add_argument("--ablation", nargs="+", metavar="DIR", help="more campaigns: print one table, a row per campaign (the settings tried)")
     a = p.parse_args(argv)
+    if a.ablation:
+        print(ablation([a.results_dir, *a.ablation]), end="")
+        return 0
     run_dirs = find_runs(a.results_dir)
     if run_dirs:
         if a.speed:

@@ -105,3 +105,25 @@ def test_records_past_a_resumed_checkpoint_are_dropped(tmp_path):
 
 def test_moving_average_of_the_last_window():
     assert list(plot.moving_average([1.0, 3.0, 5.0, 7.0], 2)) == [1.0, 2.0, 4.0, 6.0]
+
+
+def result(env_id: str, seed: int, curve: list[float], last100: float, steps=(30_000, 60_000, 90_000)) -> dict:
+    flags = ["--eval-every", "30000", "--eval-episodes", "10", "--init-logstd", "-0.5"]
+    return {"status": "done", "env_id": env_id, "seed": seed, "return_last100": last100, "config": {"flags": flags},
+            "eval_curve": {"global_step": list(steps), "return": curve}}  # fmt: skip
+
+
+def test_best_eval_is_the_max_of_the_seed_mean_curve_and_the_ablation_table(tmp_path):
+    """Tianshou's metric: the best point of the seed-averaged curve, not the mean of each seed's best (here 30 at
+    step 60k, where the seeds' own bests, 30 and 40, would average 35); undefined when the seeds' steps differ."""
+    runs = [result("Hopper-v5", 1, [10, 30, 0], 5.0), result("Hopper-v5", 2, [40, 30, 10], 7.0)]
+    assert plot.best_eval(runs) == (30.0, 60_000)
+    assert plot.best_eval(runs, budget=30_000) == (25.0, 30_000)
+    assert plot.best_eval([runs[0], result("Hopper-v5", 3, [1, 2], 1.0, steps=(30_000, 60_000))]) is None
+    assert plot.best_eval([{**runs[0], "eval_curve": None}]) is None
+    campaign = tmp_path / "a2c-x"
+    campaign.mkdir()
+    for r in runs:
+        (campaign / f"Hopper-v5__a2c__{r['seed']}.json").write_text(json.dumps(r))
+    table = draw(str(campaign), "--ablation", str(campaign)).splitlines()
+    assert table[2] == "| a2c-x | `--init-logstd -0.5` | 30 (60k) | 6 (5, 7) |" == table[3]
