@@ -132,12 +132,14 @@ def plot_curves(results: list[dict], path: str, title: str, window: int) -> None
 
 
 def best_eval(runs: list[dict], budget: int | None = None) -> tuple[float, int] | None:
-    """Tianshou's metric: the maximum over evaluation steps (up to budget) of the seed-mean --eval-every return, and
-    its step; None unless every seed has the same evaluation steps."""
+    """Tianshou's metric: the maximum over evaluations (up to budget) of the seed-mean --eval-every return, and the
+    step by which every seed had made that evaluation. Seeds are aligned by the evaluation's index: a script whose
+    iterations are not a divisor of --eval-every (REINFORCE's whole episodes) evaluates a little after each multiple.
+    None unless every seed has the same number of evaluations."""
     curves = [r.get("eval_curve") for r in runs]
-    if not curves or not all(curves) or len({tuple(c["global_step"]) for c in curves}) != 1:
+    if not curves or not all(curves) or len({len(c["return"]) for c in curves}) != 1:
         return None
-    steps = np.array(curves[0]["global_step"])
+    steps = np.max([c["global_step"] for c in curves], 0)
     keep = steps <= (budget or steps.max())
     mean = np.mean([np.array(c["return"])[keep] for c in curves], 0)
     return float(mean.max()), int(steps[keep][mean.argmax()])

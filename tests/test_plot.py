@@ -115,11 +115,14 @@ def result(env_id: str, seed: int, curve: list[float], last100: float, steps=(30
 
 def test_best_eval_is_the_max_of_the_seed_mean_curve_and_the_ablation_table(tmp_path):
     """Tianshou's metric: the best point of the seed-averaged curve, not the mean of each seed's best (here 30 at
-    step 60k, where the seeds' own bests, 30 and 40, would average 35); undefined when the seeds' steps differ."""
+    step 60k, where the seeds' own bests, 30 and 40, would average 35); seeds aligned by evaluation, at the step by
+    which all had made it; undefined when the seeds' numbers of evaluations differ."""
     runs = [result("Hopper-v5", 1, [10, 30, 0], 5.0), result("Hopper-v5", 2, [40, 30, 10], 7.0)]
     assert plot.best_eval(runs) == (30.0, 60_000)
     assert plot.best_eval(runs, budget=30_000) == (25.0, 30_000)
     assert plot.best_eval([runs[0], result("Hopper-v5", 3, [1, 2], 1.0, steps=(30_000, 60_000))]) is None
+    late = result("Hopper-v5", 3, [40, 30, 10], 7.0, steps=(30_500, 61_000, 90_200))  # whole episodes: a little late
+    assert plot.best_eval([runs[0], late]) == (30.0, 61_000)
     assert plot.best_eval([{**runs[0], "eval_curve": None}]) is None
     campaign = tmp_path / "a2c-x"
     campaign.mkdir()
