@@ -6,7 +6,7 @@ Each iteration:
      at a time-limit truncation; only a termination cuts the return. lambda = 1 is the paper's n-step return,
      lambda = 0 the one-step TD advantage; V in the targets is frozen (no gradient)
   3) one gradient step on the whole batch: L = -1/B sum log pi(a|s) A + c_v 1/B sum (V(s) - R)^2 - c_e H,
-     global gradient clipping, RMSprop as TensorFlow defines it (or Adam)
+     global gradient clipping, PyTorch's RMSprop (or TensorFlow's, or Adam)
   4) log, checkpoint; after the last iteration, evaluate the mean action with frozen normalisation
 
 Part one is A2C (the tests check its math against independent answers); below the `# ==== infrastructure` divider
@@ -49,13 +49,11 @@ class Args:
     ent_coef: float = 0.01  # c_e: entropy bonus coefficient (Mnih et al. and baselines: 0.01; Tianshou's MuJoCo A2C: 0.01; SB3: 0)
     vf_coef: float = 0.5  # c_v: value-loss coefficient (baselines, SB3 and Tianshou: 0.5)
     max_grad_norm: float = 0.5  # global gradient-norm clipping threshold (baselines, SB3 and Tianshou: 0.5)
-    optimizer: str = (
-        "rmsprop"  # rmsprop (as TensorFlow defines it, which A2C was tuned with), torch-rmsprop (PyTorch's, as Tianshou) or adam
-    )
+    optimizer: str = "torch-rmsprop"  # torch-rmsprop (PyTorch's: Tianshou, SB3), rmsprop (TensorFlow's: the baselines) or adam
     rmsprop_alpha: float = 0.99  # alpha: decay of RMSprop's running mean of squared gradients (baselines and SB3: 0.99)
-    rmsprop_eps: float = 1e-5  # epsilon of RMSprop, inside the square root (baselines and SB3: 1e-5); torch-rmsprop: outside it
+    rmsprop_eps: float = 1e-5  # epsilon of RMSprop (baselines, SB3, Tianshou: 1e-5): outside the root in PyTorch's, inside in TensorFlow's
     adam_eps: float = 1e-5  # Adam epsilon, with --optimizer adam (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)
-    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
+    init_logstd: float = -0.5  # initial log-std of the Gaussian policy (state-independent), std 0.61 (Tianshou's MuJoCo A2C)
     # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
     activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu
@@ -199,7 +197,8 @@ class RMSpropTF(torch.optim.Optimizer):
     PyTorch's RMSprop differs twice. v starts at 0, so its first step is lr g / (sqrt(1 - alpha) |g|), 10 lr in every
     coordinate whatever the gradient's size; here the first steps are about lr g, growing into the adaptive step as v
     forgets its start (in about 1 / (1 - alpha) = 100 steps). And eps sits outside the root, so where v is tiny the
-    step is lr g / eps rather than lr g / sqrt(eps): that one destabilises A2C (stable-baselines3 PR #110)."""
+    step is lr g / eps rather than lr g / sqrt(eps) (stable-baselines3 PR #110 found it unstable). On Hopper and
+    HalfCheetah PyTorch's learns faster (benchmark/README.md), hence the default; this one is kept for the baselines'."""
 
     def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 1e-5):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))

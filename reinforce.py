@@ -51,7 +51,7 @@ class Args:
     norm_adv: bool = True  # normalise G_t - b(s_t) over the batch to mean 0, std 1 (Spinning Up VPG does). Without a baseline the subtracted batch mean acts as a constant baseline: add --no-norm-adv for the textbook estimator
     max_grad_norm: float | None = None  # clip every step's global gradient norm to this; None: off (as Spinning Up VPG, Tianshou)
     adam_eps: float = 1e-5  # Adam epsilon (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)
-    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
+    init_logstd: float = -0.5  # initial log-std of the Gaussian policy (state-independent), std 0.61 (Tianshou's REINFORCE on MuJoCo)
     # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
     activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu

@@ -62,7 +62,7 @@ CASES = {
     "a2c-cartpole": {
         "script": "a2c.py",
         "flags": "--env-id CartPole-v1 --total-timesteps 100000 --num-envs 8 --num-steps 5 --gae-lambda 1.0 --ent-coef 0.0 "
-        "--no-anneal-lr --eval-episodes 10",
+        "--no-anneal-lr --optimizer rmsprop --eval-episodes 10",
         "sb3": {
             "algo": "A2C",
             "env_id": "CartPole-v1",
@@ -87,6 +87,12 @@ CASES = {
                 optimizer_kwargs=dict(alpha=0.99, eps=1e-5, weight_decay=0),
             ),
         },
+    },
+    # a2c.py's own defaults (since issue 16: PyTorch's RMSprop), and SB3's A2C with them mapped one to one.
+    "a2c-cartpole-defaults": {
+        "script": "a2c.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 100000 --eval-episodes 10",
+        "sb3": "mapped",
     },
     # REINFORCE has no SB3 peer: its reference is its own seeds and the anchors.
     "reinforce-cartpole": {

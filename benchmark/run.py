@@ -124,7 +124,9 @@ NOTES = {
     "PPO": [
         "SB3 clips the value prediction and takes its error alone; ours takes the max of the clipped and unclipped errors (baselines)."
     ],
-    "A2C": ["SB3's default RMSprop is PyTorch's (eps outside the root, v from 0: anchors pitfall 8); the peer gets RMSpropTFLike."],
+    "A2C": [
+        "SB3's default RMSprop is PyTorch's (eps outside the root, v from 0); with a2c.py's --optimizer rmsprop the peer gets RMSpropTFLike."
+    ],
     "TRPO": [
         "sb3-contrib's TRPO does not clip the critic's gradient norm.",
         "sb3-contrib averages a Gaussian policy's KL over the action dimensions: target_kl and cg_damping are ours / A.",
@@ -250,11 +252,17 @@ def map_a2c(m: Mapping, discrete: bool):
         policy_kwargs["optimizer_class"] = "RMSpropTFLike"
         policy_kwargs["optimizer_kwargs"] = {"alpha": m.get("rmsprop_alpha", 0.99), "eps": m.get("rmsprop_eps", 1e-5), "weight_decay": 0}
         optimizer = f"policy_kwargs.optimizer_class=RMSpropTFLike, optimizer_kwargs={policy_kwargs['optimizer_kwargs']}"
+    elif m.get("optimizer") == "torch-rmsprop":  # PyTorch's RMSprop: SB3's own default
+        kwargs |= {"use_rms_prop": True, "rms_prop_eps": m.get("rmsprop_eps", 1e-5)}
+        m.require("rmsprop_alpha", 0.99, "SB3 fixes PyTorch RMSprop's alpha at 0.99")
+        optimizer = f"use_rms_prop=True, rms_prop_eps={kwargs['rms_prop_eps']} (torch.optim.RMSprop, alpha 0.99)"
     else:
         kwargs["use_rms_prop"] = False
         policy_kwargs["optimizer_kwargs"] = {"eps": m.get("adam_eps", 1e-5)}
         optimizer = f"use_rms_prop=False, policy_kwargs.optimizer_kwargs={policy_kwargs['optimizer_kwargs']}"
-    m.row("optimizer, rmsprop_alpha, rmsprop_eps, adam_eps", optimizer, "sb2_compat RMSpropTFLike = TensorFlow's, as a2c.py's")
+    m.row("optimizer, rmsprop_alpha, rmsprop_eps, adam_eps", optimizer, "RMSpropTFLike = TensorFlow's, torch.optim.RMSprop = PyTorch's")
+    m.require("return_scaling", False, "SB3 has no return scaling of the value targets (VecNormalize scales the rewards)")
+    m.row("return_scaling", "-", "off: SB3 cannot express it")
     kwargs |= {"normalize_advantage": m.get("norm_adv", False), "ent_coef": m.get("ent_coef", 0.0), "vf_coef": m.get("vf_coef", 0.5)}
     m.row("norm_adv", f"normalize_advantage={kwargs['normalize_advantage']}")
     m.row("ent_coef", f"ent_coef={kwargs['ent_coef']}")
