@@ -197,8 +197,7 @@ class RMSpropTF(torch.optim.Optimizer):
     PyTorch's RMSprop differs twice. v starts at 0, so its first step is lr g / (sqrt(1 - alpha) |g|), 10 lr in every
     coordinate whatever the gradient's size; here the first steps are about lr g, growing into the adaptive step as v
     forgets its start (in about 1 / (1 - alpha) = 100 steps). And eps sits outside the root, so where v is tiny the
-    step is lr g / eps rather than lr g / sqrt(eps) (stable-baselines3 PR #110 found it unstable). On Hopper and
-    HalfCheetah PyTorch's learns faster (benchmark/README.md), hence the default; this one is kept for the baselines'."""
+    step is lr g / eps rather than lr g / sqrt(eps): SB3 PR #110 found that unstable; on MuJoCo it learns faster."""
 
     def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 1e-5):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))
@@ -264,8 +263,7 @@ class Rollout:
         return next_obs, global_step
 
     def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device, value_scale: float = 1.0):
-        """2) GAE over the rollout, (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t). With a
-        critic that learns scaled returns (a2c's --return-scaling), value_scale = sigma turns its values into returns."""
+        """2) GAE over the rollout: (T, N) tensors of A_t, R_t and V(s_t); V's values times value_scale (a2c's sigma_R)."""
         # next_values[t] = V(s_{t+1}) of each transition's own next state: V(true final obs) at a truncation
         next_values = np.concatenate([self.values[1:], policy.value(next_obs)[None]])
         next_values = np.where(self.dones.astype(bool), self.final_values, next_values) * value_scale

@@ -2,7 +2,8 @@
 
 Each iteration:
   1) collect whole episodes with the current policy until the batch holds at least num_steps transitions (summed
-     over the sub-envs); every episode that starts in the batch is run to its end
+     over the sub-envs); every episode that starts in the batch is run to its end (so the env must end them: a time
+     limit does), and those that sub-envs start once the batch is full are discarded unseen (none with one env)
   2) reward-to-go G_t = sum_{k>=t} gamma^(k-t) r_k within each episode, bootstrapping from V_phi(final observation)
      at a time-limit truncation when the baseline is on; a termination cuts it
   3) advantages G_t - V_phi(s_t), with V_phi as it was before this batch; one Adam step on
@@ -41,7 +42,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 @dataclass
 class Args:
     num_envs: int = 1  # N: parallel sub-environments (gymnasium SyncVectorEnv)
-    num_steps: int = 4000  # |D|: the least number of transitions in a batch of whole episodes, summed over the sub-envs (Spinning Up VPG: 4000 steps per epoch). Episodes that sub-envs start once the batch is full are discarded unseen (none with one env). The env must end its episodes: a time limit does
+    num_steps: int | None = None  # |D|: least transitions in a batch of whole episodes; None: 4000 Box (Spinning Up VPG), 1000 Discrete
     learning_rate: float = 1e-3  # Adam step size of the policy (Tianshou's REINFORCE on MuJoCo, whose ablation found 3e-4 slow)
     vf_learning_rate: float = 1e-3  # Adam step size of the baseline V_phi (Spinning Up VPG: vf_lr 1e-3)
     vf_iters: int = 80  # full-batch regression steps of V_phi on each batch (Spinning Up VPG: train_v_iters 80)
@@ -198,10 +199,8 @@ def gradient_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, 
 def validate_args(args: Args) -> None:
     """Bad input fails here, before any env is built or a step is taken (the common checks are in part two)."""
     validate_common(args)
-    if args.num_steps < 1:
+    if args.num_steps is not None and args.num_steps < 1:
         fail(f"--num-steps must be at least 1, got {args.num_steps}")
-    if args.total_timesteps < args.num_steps and not args.eval_checkpoint:
-        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch (num_steps = {args.num_steps})")
     if not args.vf_learning_rate > 0:
         fail(f"--vf-learning-rate must be positive, got {args.vf_learning_rate}")
     if args.vf_iters < 1:
@@ -256,6 +255,10 @@ def main(args: Args) -> dict:
     validate_args(args)
     run = Run(args)  # the checkpoint to resume or evaluate, seeding, device, run folder, envs (part two)
     envs, device = run.envs, run.device
+    num_steps = args.num_steps or (1000 if run.discrete else 4000)  # None: by the action space
+    if args.total_timesteps < num_steps and not args.eval_checkpoint:
+        fail(f"--total-timesteps {args.total_timesteps} is smaller than one batch (num_steps = {num_steps})")
+    print(f"batches of at least {num_steps} transitions (--num-steps)")
     obs_norm, reward_scaler = make_normalisers(args, run)
     agent = Agent(run.obs_dim, run.action_dim, run.discrete, args).to(device)
     # One Adam, two parameter groups at their own step sizes: the policy step and the baseline's regression steps
@@ -280,7 +283,7 @@ def main(args: Args) -> dict:
 
         # 1) Whole episodes with the current policy, at least num_steps transitions
         batch, global_step = collect_episodes(
-            envs, policy, obs_norm, reward_scaler, run, global_step, num_steps=args.num_steps, bootstrap=args.baseline
+            envs, policy, obs_norm, reward_scaler, run, global_step, num_steps=num_steps, bootstrap=args.baseline
         )
 
         # 2) Reward-to-go over the (T, N) grid of steps; then keep the transitions of the batch's episodes

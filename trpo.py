@@ -345,8 +345,7 @@ class Rollout:
         return next_obs, global_step
 
     def advantages(self, policy, next_obs, gamma: float, gae_lambda: float, device: torch.device, value_scale: float = 1.0):
-        """2) GAE over the rollout, (T, N) tensors on the device: the advantages, the lambda-returns and V(s_t). With a
-        critic that learns scaled returns (a2c's --return-scaling), value_scale = sigma turns its values into returns."""
+        """2) GAE over the rollout: (T, N) tensors of A_t, R_t and V(s_t); V's values times value_scale (a2c's sigma_R)."""
         # next_values[t] = V(s_{t+1}) of each transition's own next state: V(true final obs) at a truncation
         next_values = np.concatenate([self.values[1:], policy.value(next_obs)[None]])
         next_values = np.where(self.dones.astype(bool), self.final_values, next_values) * value_scale

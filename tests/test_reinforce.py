@@ -293,11 +293,21 @@ def test_no_numpy_on_a_tensor_that_may_live_on_the_gpu():
         assert expr.endswith(".cpu()") or expr in allowed, expr
 
 
+def test_the_batch_size_by_the_action_space(capsys):
+    """--num-steps None: batches of at least 1000 transitions for Discrete actions, 4000 for Box (printed)."""
+    for env_id, total, size, iterations in (("CartPole-v1", 2000, 1000, 2), ("Pendulum-v1", 4000, 4000, 1)):
+        summary = reinforce.main(tiny(env_id=env_id, num_envs=1, num_steps=None, total_timesteps=total, eval_episodes=0))
+        assert f"batches of at least {size} transitions (--num-steps)" in capsys.readouterr().out
+        updates = [r["global_step"] for r in read_metrics(summary["run_dir"]) if "losses/policy_loss" in r]
+        assert len(updates) == iterations and updates[0] >= size and summary["global_step"] >= total
+
+
 # ------------------------------------------------------------------------------------------ bad input
 
 BAD = COMMON_BAD + [
     (dict(env_id="toy_envs:ToyDict-v0"), "observation space"),
     (dict(total_timesteps=50), "--total-timesteps 50 is smaller than one batch (num_steps = 64)"),
+    (dict(num_steps=None, total_timesteps=999), "--total-timesteps 999 is smaller than one batch (num_steps = 1000)"),
     (dict(num_steps=0), "--num-steps must be at least 1"),
     (dict(vf_learning_rate=-1e-3), "--vf-learning-rate must be positive"),
     (dict(vf_iters=0), "--vf-iters must be at least 1"),
