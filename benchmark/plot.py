@@ -145,24 +145,25 @@ def best_eval(runs: list[dict], budget: int | None = None) -> tuple[float, int] 
     return float(mean.max()), int(steps[keep][mean.argmax()])
 
 
-def ablation(dirs: list[str]) -> str:
-    """One row per campaign (a setting tried), one column pair per env: best_eval (Tianshou's metric) and the mean of
-    the last 100 training episodes (CleanRL's), the per-seed values in brackets."""
-    campaigns = [(os.path.basename(os.path.normpath(d)), load(d)) for d in dirs]
+def ablation(dirs: list[str], impl: str | None = None) -> str:
+    """One row per campaign and implementation (a setting tried; only `impl` if given), one column pair per env:
+    best_eval (Tianshou's metric) and the mean of the last 100 training episodes (CleanRL's), per seed in brackets."""
+    campaigns = [(os.path.basename(os.path.normpath(d)), [r for r in load(d) if impl in (None, r["impl"])]) for d in dirs]
     envs = list(dict.fromkeys(r["env_id"] for _, results in campaigns for r in results))
     lines = ["| campaign | flags | " + " | ".join(f"{e}: best eval (step) | {e}: last 100 (seeds)" for e in envs) + " |"]
     lines.append("|---|---|" + "---|---|" * len(envs))
     for name, results in campaigns:
-        if not results:
-            continue
-        flags = " ".join(f for f in results[0]["config"]["flags"] if f not in ("--eval-every", "30000", "--eval-episodes", "10"))
-        cells = [name, f"`{flags}`" if flags else "(defaults)"]
-        for env in envs:
-            runs = sorted((r for r in results if r["env_id"] == env), key=lambda r: r["seed"])
-            best, last = best_eval(runs), [r["return_last100"] for r in runs]
-            cells.append(f"{best[0]:.0f} ({best[1] // 1000}k)" if best else "-")
-            cells.append(f"{np.mean(last):.0f} ({', '.join(f'{x:.0f}' for x in last)})" if last else "-")
-        lines.append("| " + " | ".join(cells) + " |")
+        impls = list(dict.fromkeys(r["impl"] for r in results))
+        for i in impls:
+            mine = [r for r in results if r["impl"] == i]
+            flags = " ".join(f for f in mine[0]["config"]["flags"] if f not in ("--eval-every", "30000", "--eval-episodes", "10"))
+            cells = [name if len(impls) == 1 else f"{name}: {i}", f"`{flags}`" if flags else "(defaults)"]
+            for env in envs:
+                runs = sorted((r for r in mine if r["env_id"] == env), key=lambda r: r["seed"])
+                best, last = best_eval(runs), [r["return_last100"] for r in runs]
+                cells.append(f"{best[0]:.0f} ({best[1] // 1000}k)" if best else "-")
+                cells.append(f"{np.mean(last):.0f} ({', '.join(f'{x:.0f}' for x in last)})" if last else "-")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -386,9 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window", type=int, default=10, help="episodes averaged into each seed's (or run's) curve")
     p.add_argument("--include-running", action="store_true", help="also show runs not finished yet (runs folders: always)")
     p.add_argument("--ablation", nargs="+", metavar="DIR", help="more campaigns: print one table, a row per campaign (the settings tried)")
+    p.add_argument("--impl", help="with --ablation: only this implementation's runs (e.g. reinforce, sb3-a2c)")
     a = p.parse_args(argv)
     if a.ablation:
-        print(ablation([a.results_dir, *a.ablation]), end="")
+        print(ablation([a.results_dir, *a.ablation], a.impl), end="")
         return 0
     run_dirs = find_runs(a.results_dir)
     if run_dirs:

@@ -109,7 +109,7 @@ def test_moving_average_of_the_last_window():
 
 def result(env_id: str, seed: int, curve: list[float], last100: float, steps=(30_000, 60_000, 90_000)) -> dict:
     flags = ["--eval-every", "30000", "--eval-episodes", "10", "--init-logstd", "-0.5"]
-    return {"status": "done", "env_id": env_id, "seed": seed, "return_last100": last100, "config": {"flags": flags},
+    return {"status": "done", "impl": "a2c", "env_id": env_id, "seed": seed, "return_last100": last100, "config": {"flags": flags},
             "eval_curve": {"global_step": list(steps), "return": curve}}  # fmt: skip
 
 
