@@ -169,9 +169,8 @@ def compute_gae(rewards, values, next_values, terminations, dones, gamma: float,
 
 
 def a2c_loss(agent: Agent, obs, actions, advantages, returns, *, norm_adv: bool, ent_coef: float, vf_coef: float):
-    """L = -1/B sum_t log pi(a_t|s_t) A_t + c_v 1/B sum_t (V(s_t) - R_t)^2 - c_e 1/B sum_t H[pi(.|s_t)] on the
-    whole batch. A_t and R_t come from values computed without gradient: the critic's target is frozen, as in the
-    notes' TD update. Returns the loss and a dict of detached diagnostics."""
+    """L = -1/B sum_t log pi(a_t|s_t) A_t + c_v 1/B sum_t (V(s_t) - R_t)^2 - c_e 1/B sum_t H[pi(.|s_t)] on the whole
+    batch, A_t and R_t from values taken without gradient (the notes' frozen TD target). Returns it and diagnostics."""
     _, newlogprob, entropy, newvalue = agent.get_action_and_value(obs, actions)
     if norm_adv:
         advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -284,11 +283,10 @@ def main(args: Args) -> dict:
     envs, device = run.envs, run.device
     obs_norm, reward_scaler = make_normalisers(args, run)
     agent = Agent(run.obs_dim, run.action_dim, run.discrete, args).to(device)
-    if args.optimizer == "rmsprop":
-        optimizer = RMSpropTF(agent.parameters(), lr=args.learning_rate, alpha=args.rmsprop_alpha, eps=args.rmsprop_eps)
-    elif args.optimizer == "torch-rmsprop":
-        optimizer = torch.optim.RMSprop(agent.parameters(), lr=args.learning_rate, alpha=args.rmsprop_alpha, eps=args.rmsprop_eps)
-    else:  # fused=True: one kernel for the whole parameter update
+    rmsprop = {"torch-rmsprop": torch.optim.RMSprop, "rmsprop": RMSpropTF}.get(args.optimizer)  # PyTorch's or TensorFlow's
+    if rmsprop is not None:
+        optimizer = rmsprop(agent.parameters(), lr=args.learning_rate, alpha=args.rmsprop_alpha, eps=args.rmsprop_eps)
+    else:  # Adam; fused=True: one kernel for the whole parameter update
         optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=args.adam_eps, fused=True)
     state = dict(agent=agent, optimizer=optimizer, obs_rms=obs_norm.rms, return_rms=reward_scaler.rms)  # what checkpoints hold
     if args.return_scaling:  # sigma_R of the value targets
@@ -312,10 +310,9 @@ def main(args: Args) -> dict:
         next_obs, global_step = rollout.collect(envs, policy, next_obs, obs_norm, reward_scaler, run, global_step)
 
         # 2) Advantages and returns: GAE(gamma, lambda)
-        sigma = float(np.sqrt(target_rms.var + 1e-8)) if args.return_scaling else 1.0
+        sigma = float(np.sqrt(target_rms.var + 1e-8)) if args.return_scaling else 1.0  # sigma_R; 1: the critic learns R_t
         advantages, returns, values = rollout.advantages(policy, next_obs, args.gamma, args.gae_lambda, device, value_scale=sigma)
-        targets = returns / sigma  # the critic's target in its own units, R_t / sigma_R (R_t itself without --return-scaling)
-        if args.return_scaling:
+        if args.return_scaling:  # then sigma_R takes in this batch's R_t
             target_rms.update(returns.reshape(-1).cpu().numpy().astype(np.float64))
 
         # 3) One gradient step on the whole batch
@@ -323,7 +320,7 @@ def main(args: Args) -> dict:
         b_actions = torch.as_tensor(rollout.actions, device=device).reshape((batch_size,) + envs.single_action_space.shape)
         b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
         loss, stats = loss_fn(
-            agent, b_obs, b_actions, b_advantages, targets.reshape(-1), norm_adv=args.norm_adv, ent_coef=args.ent_coef, vf_coef=args.vf_coef
+            agent, b_obs, b_actions, b_advantages, b_returns / sigma, norm_adv=args.norm_adv, ent_coef=args.ent_coef, vf_coef=args.vf_coef
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
