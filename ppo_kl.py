@@ -51,7 +51,7 @@ class Args:
     target_kl: float | None = None  # stop the epochs early once the approximate KL exceeds this (CleanRL's per-epoch check); None: off
     max_grad_norm: float = 0.5  # global gradient-norm clipping threshold
     adam_eps: float = 1e-5  # Adam epsilon (1e-5 as in the OpenAI baselines, not PyTorch's 1e-8)
-    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
+    init_logstd: float = -0.5  # initial log-std of the Gaussian policy (state-independent), std 0.61 (Tianshou's MuJoCo PPO)
     # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
     activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu
