@@ -55,7 +55,7 @@ class Args:
     backtrack_iters: int = 10  # line search: tries before the old policy is kept (sb3-contrib: 10)
     fvp_subsample: int = 1  # Fisher-vector products on every k-th sample only, k times cheaper (Schulman's thesis, p. 40: the KL's curvature needs fewer samples than the gradient; sb3-contrib: 1; baselines: 5)
     adam_eps: float = 1e-5  # the critic's Adam epsilon (SB3 policies: 1e-5)
-    init_logstd: float = 0.0  # initial log-std of the Gaussian policy (state-independent), i.e. std 1
+    init_logstd: float = -0.5  # initial log-std of the Gaussian policy (state-independent), std 0.61 (Tianshou's MuJoCo TRPO)
     # === shared: args-on-policy ===
     hidden_sizes: tuple[int, ...] = (64, 64)  # widths of the hidden layers of the policy and of the value network (separate networks)
     activation: str = "tanh"  # hidden activation: tanh (the PPO paper's MuJoCo choice) or relu
