@@ -6,6 +6,7 @@ loop differs; the subprocess tests are what a user types."""
 import glob
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -163,7 +164,10 @@ def test_the_annealed_learning_rate_on_a_resume_with_a_new_budget():
 
 
 def offline_run_ids(run_dir: str) -> list[str]:
-    return sorted(os.path.basename(d).rsplit("-", 1)[1] for d in glob.glob(os.path.join(run_dir, "wandb", "offline-run-*")))
+    """The run ids of W&B's offline folders, offline-run-<date>_<time>-<id>, with a -<n> suffix when a second start
+    falls in the same second (W&B's own de-duplication)."""
+    names = (os.path.basename(d) for d in glob.glob(os.path.join(run_dir, "wandb", "offline-run-*")))
+    return sorted(re.match(r"offline-run-\d{8}_\d{6}-([^-]+)", name).group(1) for name in names)
 
 
 def test_a_resume_continues_the_same_wandb_run_and_no_track_turns_it_off():
