@@ -3,7 +3,7 @@
 Each run is a separate process with one torch thread. Results are appended as JSON lines as they finish,
 and a finished (impl, seed) pair is skipped when the command is run again.
 
-  python benchmark/calibrate.py ppo-cartpole --seeds 10 --workers 2
+  python benchmark/calibrate.py ppo-cartpole --seeds 10
 """
 
 import argparse

@@ -5,6 +5,7 @@
   python benchmark/plot.py runs/<run>                         # your run's metrics.jsonl -> runs/<run>/curves.png
   python benchmark/plot.py runs/                              # every run in runs/, overlaid -> runs/curves.png
   python benchmark/plot.py benchmark/results/a2c-x --ablation benchmark/results/a2c-y   # a row per campaign, on stdout
+  python benchmark/plot.py benchmark/results/ppo-x benchmark/results/ppo-x-sb3 --out DIR  # campaigns merged into one
 
 A campaign's curves.png: one panel per env; each implementation's mean over seeds (line) and +-1 standard
 deviation (band), ours solid and the peers dashed in the same colour. A seed's curve at step x is the mean of its
@@ -381,7 +382,7 @@ def main_runs(run_dirs: list[str], path: str, out: str | None, window: int) -> i
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("results_dir", help="a campaign's results (benchmark/results/quick), a run folder (runs/<run>) or a folder of runs")
+    p.add_argument("results_dir", nargs="+", help="campaigns' results (several: merged, with --out), a run folder or a folder of runs")
     p.add_argument("--out", help="where to write curves.png, table.md, mapping.md (default: the results dir); for runs, a folder or a .png")
     p.add_argument("--speed", action="store_true", help="a table of steps per second only, no curves")
     p.add_argument("--window", type=int, default=10, help="episodes averaged into each seed's (or run's) curve")
@@ -390,20 +391,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--impl", help="with --ablation: only this implementation's runs (e.g. reinforce, sb3-a2c)")
     a = p.parse_args(argv)
     if a.ablation:
-        print(ablation([a.results_dir, *a.ablation], a.impl), end="")
+        print(ablation([*a.results_dir, *a.ablation], a.impl), end="")
         return 0
-    run_dirs = find_runs(a.results_dir)
+    if len(a.results_dir) > 1 and not a.out:
+        p.error("several folders are merged into one figure and table: say where with --out")
+    run_dirs = [run for d in a.results_dir for run in find_runs(d)]
     if run_dirs:
         if a.speed:
             p.error("--speed needs a campaign's results (benchmark/run.py), not run folders")
-        return main_runs(run_dirs, a.results_dir, a.out, a.window)
-    results = load(a.results_dir, a.include_running)
+        return main_runs(run_dirs, a.results_dir[0], a.out, a.window)
+    results, seen = [], {}
+    for d in a.results_dir:
+        for r in load(d, a.include_running):  # merged folders must not hold the same run twice (a seed counted twice)
+            key = f"{r['env_id']} {r['impl']} seed {r['seed']}"
+            if key in seen:
+                p.error(f"{key} is in both {seen[key]} and {d}: merge folders that hold different runs")
+            seen[key] = d
+            results.append(r)
     if not results:
-        print(f"no finished results in {a.results_dir}")
+        print(f"no finished results in {' '.join(a.results_dir)}")
         return 1
-    out = a.out or a.results_dir
+    out = a.out or a.results_dir[0]
     os.makedirs(out, exist_ok=True)
-    name = os.path.basename(os.path.normpath(a.results_dir))
+    name = os.path.basename(os.path.normpath(out if len(a.results_dir) > 1 else a.results_dir[0]))
     written = [os.path.join(out, "table.md")]
     with open(written[0], "w") as f:
         f.write(speed_table(results, f"Steps per second: {name}") if a.speed else table(results, f"Results: {name}"))

@@ -130,3 +130,20 @@ def test_best_eval_is_the_max_of_the_seed_mean_curve_and_the_ablation_table(tmp_
         (campaign / f"Hopper-v5__a2c__{r['seed']}.json").write_text(json.dumps(r))
     table = draw(str(campaign), "--ablation", str(campaign)).splitlines()
     assert table[2] == "| a2c-x | `--init-logstd -0.5` | 30 (60k) | 6 (5, 7) |" == table[3]
+
+
+def test_campaigns_merge_into_one_table_and_figure_and_a_run_is_never_counted_twice(tmp_path):
+    """Ours in one campaign, the peer at the same settings in another (as the README's results are made): one
+    table with the peer beside ours and its verdict, one figure; a run held by two of the folders is refused."""
+    results = os.path.join(ROOT, "benchmark", "results")
+    ours, peer = os.path.join(results, "a2c-logstd-0.5-torchrms"), os.path.join(results, "a2c-new-defaults-sb3")
+    out = tmp_path / "merged"
+    draw(ours, peer, "--out", str(out))
+    rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| Hopper-v5 | a2c.py | 5 |")]
+    assert len(rows) == 1 and "| SB3 A2C (3) |" in rows[0] and "no worse" in rows[0], rows
+    assert_png(out / "curves.png", min_height=400)
+    assert (out / "mapping.md").exists()
+    twice = subprocess.run([sys.executable, PLOT, ours, ours, "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert twice.returncode == 2 and "a2c seed 1 is in both" in twice.stderr
+    alone = subprocess.run([sys.executable, PLOT, ours, peer], capture_output=True, text=True)
+    assert alone.returncode == 2 and "--out" in alone.stderr
