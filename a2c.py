@@ -44,9 +44,9 @@ class Args:
     anneal_lr: bool = True  # decay the learning rate linearly to 0 over the run (baselines' lrschedule "linear"; Tianshou's lr_decay; SB3 keeps it constant)
     gamma: float = 0.99  # gamma: discount factor, in (0, 1]
     gae_lambda: float = 0.95  # lambda of GAE, in [0, 1]: 1 is the paper's n-step return (SB3's default), 0 the one-step TD advantage; 0.95 as Tianshou, which found it better than 1 on MuJoCo
-    return_scaling: bool = False  # the critic learns R_t / sigma_R, sigma_R a running std of the lambda-returns, rewards left raw (Tianshou's MuJoCo A2C: on; use with --no-norm-reward)
+    return_scaling: bool = False  # the critic learns R_t / sigma_R, sigma_R a running std of the lambda-returns, rewards left raw: --norm-reward None is off (Tianshou's MuJoCo A2C: on)
     norm_adv: bool = False  # normalise advantages over the batch to mean 0, std 1 (off in the paper, baselines, SB3 and Tianshou)
-    ent_coef: float = 0.003  # c_e: entropy bonus coefficient (Mnih et al., baselines, Tianshou: 0.01; SB3: 0; 0.003 won on both, issue 16)
+    ent_coef: float = 0.003  # c_e: entropy bonus coefficient (Mnih et al., baselines, Tianshou: 0.01; SB3: 0; 0.003: benchmark/README)
     vf_coef: float = 0.5  # c_v: value-loss coefficient (baselines, SB3 and Tianshou: 0.5)
     max_grad_norm: float = 0.5  # global gradient-norm clipping threshold (baselines, SB3 and Tianshou: 0.5)
     optimizer: str = "torch-rmsprop"  # torch-rmsprop (PyTorch's: Tianshou, SB3), rmsprop (TensorFlow's: the baselines) or adam
@@ -193,10 +193,9 @@ class RMSpropTF(torch.optim.Optimizer):
     """RMSprop as TensorFlow 1 defines it (tf.train.RMSPropOptimizer, which A2C was tuned with):
         v <- alpha v + (1 - alpha) g^2,     v starts at 1
         theta <- theta - lr g / sqrt(v + eps)
-    PyTorch's RMSprop differs twice. v starts at 0, so its first step is lr g / (sqrt(1 - alpha) |g|), 10 lr in every
-    coordinate whatever the gradient's size; here the first steps are about lr g, growing into the adaptive step as v
-    forgets its start (in about 1 / (1 - alpha) = 100 steps). And eps sits outside the root, so where v is tiny the
-    step is lr g / eps rather than lr g / sqrt(eps): SB3 PR #110 found that unstable; on MuJoCo it learns faster."""
+    PyTorch's differs twice: v starts at 0, so its first step is lr g / (sqrt(1 - alpha) |g|), 10 lr in every coordinate
+    (here about lr g, growing into the adaptive step in about 1 / (1 - alpha) = 100 steps); and eps sits outside the
+    root, a step of lr g / eps where v is tiny (SB3 PR #110: unstable). At this script's defaults PyTorch's learns more."""
 
     def __init__(self, params, lr: float, alpha: float = 0.99, eps: float = 1e-5):
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps))
@@ -218,6 +217,7 @@ def validate_args(args: Args) -> None:
     """Bad input fails here, before any env is built or a step is taken (the checks are in part two)."""
     validate_common(args)
     validate_on_policy(args)
+    args.norm_reward = False if args.return_scaling and args.norm_reward is None else args.norm_reward  # raw rewards, then
     if args.optimizer not in ("rmsprop", "torch-rmsprop", "adam"):
         fail(f"--optimizer must be one of ['rmsprop', 'torch-rmsprop', 'adam'], got {args.optimizer!r}")
     if not 0 <= args.rmsprop_alpha < 1:

@@ -183,6 +183,15 @@ def test_return_scaling_learns_the_same_values_in_units_of_sigma():
     )
 
 
+def test_return_scaling_leaves_the_rewards_raw_unless_told_otherwise():
+    """--return-scaling scales the critic's targets; the reward scaler's automatic None then means off (both would
+    scale twice), while an explicit --norm-reward stands, and without return scaling None stays automatic."""
+    for settings, expected in [({"return_scaling": True}, False), ({"return_scaling": True, "norm_reward": True}, True), ({}, None)]:
+        args = a2c.Args(**settings)
+        a2c.validate_args(args)
+        assert args.norm_reward is expected, settings
+
+
 def test_value_scale_turns_the_critics_units_into_returns():
     """Rollout.advantages with value_scale s on a critic of values v gives what a critic of values s v gives."""
 
