@@ -217,7 +217,7 @@ def validate_args(args: Args) -> None:
     """Bad input fails here, before any env is built or a step is taken (the checks are in part two)."""
     validate_common(args)
     validate_on_policy(args)
-    args.norm_reward = False if args.return_scaling and args.norm_reward is None else args.norm_reward  # raw rewards, then
+    args.norm_reward = False if args.return_scaling and args.norm_reward is None else args.norm_reward  # --return-scaling: raw r
     if args.optimizer not in ("rmsprop", "torch-rmsprop", "adam"):
         fail(f"--optimizer must be one of ['rmsprop', 'torch-rmsprop', 'adam'], got {args.optimizer!r}")
     if not 0 <= args.rmsprop_alpha < 1:
