@@ -94,6 +94,24 @@ CASES = {
         "flags": "--env-id CartPole-v1 --total-timesteps 100000 --eval-episodes 10",
         "sb3": "mapped",
     },
+    # Issue 16's classic-control check: each script at its own defaults (tuned for MuJoCo) against its peer at the
+    # peer's library defaults (`PPO("MlpPolicy", env)`, `TRPO("MlpPolicy", env)`: one env, 2048-step rollouts),
+    # the same budget: 48 rollouts of 2048 steps. PPO-KL's reference is SB3's PPO (the PPO-penalty has no peer).
+    "ppo-cartpole-own-defaults": {
+        "script": "ppo.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 98304 --eval-episodes 10",
+        "sb3": {"algo": "PPO", "env_id": "CartPole-v1", "n_envs": 1, "total": 98304, "norm": False, "kwargs": {}},
+    },
+    "ppo-kl-cartpole-own-defaults": {
+        "script": "ppo_kl.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 98304 --eval-episodes 10",
+        "sb3": {"algo": "PPO", "env_id": "CartPole-v1", "n_envs": 1, "total": 98304, "norm": False, "kwargs": {}},
+    },
+    "trpo-cartpole-own-defaults": {
+        "script": "trpo.py",
+        "flags": "--env-id CartPole-v1 --total-timesteps 98304 --eval-episodes 10",
+        "sb3": {"algo": "TRPO", "env_id": "CartPole-v1", "n_envs": 1, "total": 98304, "norm": False, "kwargs": {}},
+    },
     # REINFORCE has no SB3 peer: its reference is its own seeds and the anchors.
     "reinforce-cartpole": {
         "script": "reinforce.py",

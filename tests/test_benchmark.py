@@ -239,3 +239,18 @@ def test_sps_leaves_out_the_warmup():
     # resumed at step 2500: that process's clock starts there
     records = [{"global_step": x, "charts/SPS": (x - 2500) / ((x - 2500) / 100)} for x in (3000, 4000)]
     assert run.sps_after_warmup(records, 1000, "resumed some-run at step 2500\n") == pytest.approx(100)
+
+
+def test_calibration_cases_parse_and_own_defaults_cases_are_both_libraries_defaults():
+    import calibrate
+
+    for name, case in calibrate.CASES.items():
+        args = run.script_args(case["script"], case["flags"].split())
+        if case["sb3"] == "mapped":
+            _, _, unmapped = run.peer_spec(case["script"], case["flags"].split())[1:]
+            assert unmapped == [], name
+        if name.endswith("own-defaults"):  # ours: only the env, the budget and the evaluation set; the peer: library defaults
+            assert set(case["flags"].split()[::2]) == {"--env-id", "--total-timesteps", "--eval-episodes"}, name
+            spec = case["sb3"]
+            assert spec["kwargs"] == {} and "policy_kwargs" not in spec and spec["n_envs"] == args["num_envs"], name
+            assert spec["total"] == args["total_timesteps"] and spec["total"] % (args["num_envs"] * args["num_steps"]) == 0, name
