@@ -18,6 +18,7 @@ ROOT = os.path.dirname(HERE)
 
 # Each case: our command-line flags, and the SB3 peer with the same hyper-parameters mapped one to one:
 # "mapped" derives it from the flags through benchmark/run.py's mapping tables (one source of truth).
+OWN_DEFAULTS_BUDGET = 48 * 2048  # the own-defaults cases below: whole rollouts of both libraries' 2048 steps
 CASES = {
     "ppo-cartpole": {
         "script": "ppo.py",
@@ -97,20 +98,13 @@ CASES = {
     # Issue 16's classic-control check: each script at its own defaults (tuned for MuJoCo) against its peer at the
     # peer's library defaults (`PPO("MlpPolicy", env)`, `TRPO("MlpPolicy", env)`: one env, 2048-step rollouts),
     # the same budget: 48 rollouts of 2048 steps. PPO-KL's reference is SB3's PPO (the PPO-penalty has no peer).
-    "ppo-cartpole-own-defaults": {
-        "script": "ppo.py",
-        "flags": "--env-id CartPole-v1 --total-timesteps 98304 --eval-episodes 10",
-        "sb3": {"algo": "PPO", "env_id": "CartPole-v1", "n_envs": 1, "total": 98304, "norm": False, "kwargs": {}},
-    },
-    "ppo-kl-cartpole-own-defaults": {
-        "script": "ppo_kl.py",
-        "flags": "--env-id CartPole-v1 --total-timesteps 98304 --eval-episodes 10",
-        "sb3": {"algo": "PPO", "env_id": "CartPole-v1", "n_envs": 1, "total": 98304, "norm": False, "kwargs": {}},
-    },
-    "trpo-cartpole-own-defaults": {
-        "script": "trpo.py",
-        "flags": "--env-id CartPole-v1 --total-timesteps 98304 --eval-episodes 10",
-        "sb3": {"algo": "TRPO", "env_id": "CartPole-v1", "n_envs": 1, "total": 98304, "norm": False, "kwargs": {}},
+    **{
+        f"{script[:-3].replace('_', '-')}-cartpole-own-defaults": {
+            "script": script,
+            "flags": f"--env-id CartPole-v1 --total-timesteps {OWN_DEFAULTS_BUDGET} --eval-episodes 10",
+            "sb3": {"algo": algo, "env_id": "CartPole-v1", "n_envs": 1, "total": OWN_DEFAULTS_BUDGET, "norm": False, "kwargs": {}},
+        }
+        for script, algo in (("ppo.py", "PPO"), ("ppo_kl.py", "PPO"), ("trpo.py", "TRPO"))
     },
     # REINFORCE has no SB3 peer: its reference is its own seeds and the anchors.
     "reinforce-cartpole": {

@@ -247,7 +247,7 @@ def test_calibration_cases_parse_and_own_defaults_cases_are_both_libraries_defau
     for name, case in calibrate.CASES.items():
         args = run.script_args(case["script"], case["flags"].split())
         if case["sb3"] == "mapped":
-            _, _, unmapped = run.peer_spec(case["script"], case["flags"].split())[1:]
+            *_, unmapped = run.peer_spec(case["script"], case["flags"].split())
             assert unmapped == [], name
         if name.endswith("own-defaults"):  # ours: only the env, the budget and the evaluation set; the peer: library defaults
             assert set(case["flags"].split()[::2]) == {"--env-id", "--total-timesteps", "--eval-episodes"}, name
